@@ -1,0 +1,68 @@
+"""Nothing lost: per-tenant counters during the run and the equations checked at its end.
+
+Rows: every input row read (counted from the Parquet footers) is in a conversation that became units, a
+dead-letter record, or a conversation of another day (`--date`).
+Units: every unit made is a verdict row written, a unit dead letter, or a unit already published by an
+earlier run (resume).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+
+import apache_beam as beam
+from apache_beam.metrics.metric import MetricsFilter
+
+from transforms.counters import NAMESPACE, count
+
+ROW_COUNTS = ("rows_to_units", "rows_dead_lettered", "rows_skipped")
+UNIT_COUNTS = ("units_made", "verdicts_written", "units_dead_lettered", "units_already_done")
+
+
+class CountDeadLetters(beam.DoFn):
+    """Counts dead letters (their input rows, and units when it is a unit's) and passes them on as rows."""
+
+    def process(self, dead_letter) -> Iterator[dict]:
+        count(f"error:{dead_letter.error_kind}", dead_letter.tenant_id)
+        if dead_letter.unit is not None:
+            count("units_dead_lettered", dead_letter.tenant_id)
+        if dead_letter.rows:
+            count("rows_dead_lettered", dead_letter.tenant_id, dead_letter.rows)
+        yield dead_letter.to_row()
+
+
+def read_counters(result) -> dict[str, dict[str, int]]:
+    """{kind: {tenant: n}} from a finished pipeline's committed (else attempted) counters."""
+    counters: dict[str, dict[str, int]] = defaultdict(dict)
+    for counter in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
+        kind, _, tenant = counter.key.metric.name.partition("|")
+        value = counter.committed if counter.committed is not None else counter.attempted
+        counters[kind][tenant] = counters[kind].get(tenant, 0) + int(value)
+    return dict(counters)
+
+
+def check_accounting(rows_read: int, counters: Mapping[str, Mapping[str, int]]) -> list[str]:
+    """The equations that do not hold, each saying which counts differ (empty when all is accounted for)."""
+    problems = []
+    accounted = {kind: sum(counters.get(kind, {}).values()) for kind in ROW_COUNTS}
+    if rows_read != sum(accounted.values()):
+        parts = " + ".join(f"{kind} {n}" for kind, n in accounted.items())
+        problems.append(f"rows read {rows_read} != {parts} = {sum(accounted.values())}")
+    tenants = set().union(*(counters.get(kind, {}).keys() for kind in UNIT_COUNTS))
+    for tenant in sorted(tenants):
+        made = counters.get("units_made", {}).get(tenant, 0)
+        ends = {kind: counters.get(kind, {}).get(tenant, 0) for kind in UNIT_COUNTS[1:]}
+        if made != sum(ends.values()):
+            parts = " + ".join(f"{kind} {n}" for kind, n in ends.items())
+            problems.append(f"tenant {tenant!r}: units made {made} != {parts} = {sum(ends.values())}")
+    return problems
+
+
+def per_tenant_table(counters: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, int]]:
+    """{tenant: {kind: n}} for the run manifest."""
+    table: dict[str, dict[str, int]] = defaultdict(dict)
+    for kind, by_tenant in counters.items():
+        for tenant, n in by_tenant.items():
+            table[tenant][kind] = n
+    return {tenant: dict(sorted(kinds.items())) for tenant, kinds in sorted(table.items())}

@@ -1,0 +1,143 @@
+"""The run manifest (`OUTPUT/_runs/<run_id>.json`) and what earlier runs published (for resuming)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import traceback
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+
+from pipelines import accounting
+
+if TYPE_CHECKING:
+    from pipelines.moderate import JobPlan
+
+log = logging.getLogger(__name__)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def read_published_resume_keys(output: str) -> set[str]:
+    """Resume keys of every verdict already published under `output` (by any earlier run)."""
+    pattern = FileSystems.join(output, "verdicts", "*", "*", "*.parquet")
+    try:
+        files = [m.path for result in FileSystems.match([pattern]) for m in result.metadata_list]
+    except Exception:
+        return set()
+    keys: set[str] = set()
+    for path in files:
+        with FileSystems.open(path) as handle:
+            keys.update(pq.read_table(handle, columns=["resume_key"]).column("resume_key").to_pylist())
+    return keys
+
+
+def count_rows_or_zero(path: str, count_rows) -> int:
+    """Rows in a file's footer; 0 for a file that is not readable Parquet (it becomes one dead letter)."""
+    try:
+        return count_rows(path)
+    except Exception:
+        return 0
+
+
+@dataclasses.dataclass
+class RunManifest:
+    """What a run did, written at its start (`running`) and end (`succeeded`/`failed`)."""
+
+    run_id: str
+    output: str
+    started_at: str
+    options: dict[str, Any]
+    model: str
+    template_version: str
+    input_files: list[str]
+    policies: dict[str, str]
+    status: str = "running"
+    finished_at: str | None = None
+    rows_read: int | None = None
+    per_tenant: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    totals: dict[str, int] = dataclasses.field(default_factory=dict)
+    error_counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    accounting_problems: list[str] = dataclasses.field(default_factory=list)
+    error: str | None = None
+
+    @classmethod
+    def start(cls, plan: JobPlan, options: Mapping[str, Any]) -> RunManifest:
+        """A `running` manifest for the plan, written at once."""
+        from transforms.prompts import template_version
+
+        used = {p.id: p.version for p in plan.registry.policies().values()}
+        manifest = cls(
+            run_id=plan.run_id,
+            output=plan.output,
+            started_at=_now(),
+            options={k: v for k, v in options.items() if _jsonable(v)},
+            model=plan.context.model,
+            template_version=template_version(plan.template),
+            input_files=list(plan.input_files),
+            policies=used,
+        )
+        manifest.write()
+        return manifest
+
+    @property
+    def path(self) -> str:
+        return FileSystems.join(self.output, "_runs", f"{self.run_id}.json")
+
+    def finish(self, rows_read: int, counters: Mapping[str, Mapping[str, int]]) -> None:
+        """Record the counts and the accounting check; `succeeded` only when the books balance."""
+        self.rows_read = rows_read
+        self.per_tenant = accounting.per_tenant_table(counters)
+        self.totals = {kind: sum(by.values()) for kind, by in sorted(counters.items()) if not kind.startswith("error:")}
+        self.error_counts = {
+            k.removeprefix("error:"): sum(v.values()) for k, v in counters.items() if k.startswith("error:")
+        }
+        self.accounting_problems = accounting.check_accounting(rows_read, counters)
+        self.status = "failed" if self.accounting_problems else "succeeded"
+        self.finished_at = _now()
+        self.write()
+
+    def fail(self, exc: BaseException) -> None:
+        """Record a failed run."""
+        self.status = "failed"
+        self.error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        self.finished_at = _now()
+        try:
+            self.write()
+        except Exception:
+            log.exception("could not write the failed run's manifest")
+
+    def write(self) -> None:
+        folder = FileSystems.join(self.output, "_runs")
+        if "://" not in folder and not FileSystems.exists(folder):
+            FileSystems.mkdirs(folder)
+        staged = self.path + ".tmp"
+        with FileSystems.create(staged) as handle:
+            handle.write(json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True, default=str).encode())
+        if FileSystems.exists(self.path):
+            FileSystems.delete([self.path])
+        FileSystems.rename([staged], [self.path])
+
+    def summary_line(self) -> str:
+        """One line for the log: rows, verdicts, dead letters."""
+        totals = self.totals
+        return (
+            f"{self.rows_read} rows read, {totals.get('verdicts_written', 0)} verdicts written, "
+            f"{sum(self.error_counts.values())} dead letters, {totals.get('units_already_done', 0)} units "
+            f"already done; manifest {self.path}"
+        )
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except TypeError:
+        return False
+    return True

@@ -1,0 +1,210 @@
+"""The nightly moderation job: `run(argv)` validates everything, builds the pipeline, runs it, checks the books.
+
+    python -m pipelines.moderate --input 'logs/*.parquet' --output out/ [options]
+
+Runner: with no `--runner` (or `--runner DirectRunner`) the job runs on Beam's in-process FnApiRunner — the
+engine behind the DirectRunner — directly, skipping the DirectRunner's attempt to start the Prism runner,
+which would try to download its binary. Any other runner (Dataflow, Flink, Spark) is passed through to Beam.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import sys
+import uuid
+from collections.abc import Sequence
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from pipelines import accounting
+from pipelines.manifest import RunManifest, count_rows_or_zero, read_published_resume_keys
+from pipelines.options import ModerationOptions, judge_settings
+from policies import DEFAULT_POLICY_DIR, DEFAULT_TENANTS_FILE, PolicyRegistry, load_policy_registry
+from transforms.engine import EngineSpec
+from transforms.fake_engine import FakeEngineSpec
+from transforms.judge_units import JudgeUnitsDoFn, RunContext, group_units
+from transforms.read_logs import (
+    CONVERSATIONS,
+    DEAD_LETTER,
+    SKIPPED,
+    ReadConversations,
+    count_rows_in_file,
+    match_input_files,
+)
+from transforms.units import MakeUnitsDoFn
+from transforms.vllm_engine import VllmEngineSpec
+from transforms.write_partitions import WritePartitionsDoFn
+
+log = logging.getLogger("rsafe_batch")
+
+
+@dataclasses.dataclass(frozen=True)
+class JobPlan:
+    """Everything the pipeline needs, validated before it is built."""
+
+    input_files: tuple[str, ...]
+    output: str
+    run_id: str
+    only_date: str | None
+    registry: PolicyRegistry
+    template: str
+    engine_spec: EngineSpec
+    context: RunContext
+    batch_size: int
+    flush_rows: int
+    done_keys: frozenset[str]
+
+
+class _SkipPublished(beam.DoFn):
+    """Counts every unit made; drops (and counts) those whose verdict an earlier run already published."""
+
+    def __init__(self, done_keys: frozenset[str]) -> None:
+        self._done = done_keys
+
+    def process(self, unit):
+        accounting.count("units_made", unit.tenant_id)
+        if unit.resume_key in self._done:
+            accounting.count("units_already_done", unit.tenant_id)
+            return
+        yield unit
+
+
+def _count_verdict(row: dict) -> dict:
+    accounting.count("verdicts_written", row["tenant_id"])
+    accounting.count(f"verdict_{row['verdict']}", row["tenant_id"])
+    return row
+
+
+def build_pipeline(pipeline: beam.Pipeline, plan: JobPlan) -> dict[str, beam.PCollection]:
+    """Logs in → verdict and dead-letter partitions out. Returns the verdict rows and dead-letter rows."""
+    read = pipeline | "Read" >> ReadConversations(plan.input_files, only_date=plan.only_date)
+    _ = read[SKIPPED] | "CountSkipped" >> beam.Map(
+        lambda c: accounting.count("rows_skipped", c.tenant_id, c.source_rows)
+    )
+    made = read[CONVERSATIONS] | "MakeUnits" >> beam.ParDo(
+        MakeUnitsDoFn(plan.registry, plan.template, plan.context.model, plan.engine_spec)
+    ).with_outputs(DEAD_LETTER, main="units")
+    judged = (
+        made["units"]
+        | "SkipPublished" >> beam.ParDo(_SkipPublished(plan.done_keys))
+        | "KeyByContent" >> beam.WithKeys(lambda u: u.content_key)
+        | "GroupIdentical" >> beam.GroupByKey()
+        | "KeyByPolicy" >> beam.Map(lambda kv: (group_units(kv[1])[0].policy_version, (kv[0], group_units(kv[1]))))
+        | "BatchPerPolicy" >> beam.GroupIntoBatches(plan.batch_size)
+        | "DropKey" >> beam.Values()
+        | "Judge" >> beam.ParDo(JudgeUnitsDoFn(plan.engine_spec, plan.context)).with_outputs(DEAD_LETTER, main="rows")
+    )
+    verdicts = judged["rows"] | "CountVerdicts" >> beam.Map(_count_verdict)
+    _ = verdicts | "WriteVerdicts" >> beam.ParDo(
+        WritePartitionsDoFn(plan.output, plan.run_id, "verdicts", flush_rows=plan.flush_rows)
+    )
+    errors = (
+        (read[DEAD_LETTER], made[DEAD_LETTER], judged[DEAD_LETTER])
+        | "AllDeadLetters" >> beam.Flatten()
+        | "CountDeadLetters" >> beam.ParDo(accounting.CountDeadLetters())
+    )
+    _ = errors | "WriteErrors" >> beam.ParDo(WritePartitionsDoFn(plan.output, plan.run_id, "errors"))
+    return {"verdicts": verdicts, "errors": errors}
+
+
+def _engine_spec(options: ModerationOptions) -> EngineSpec:
+    if options.engine == "fake":
+        return FakeEngineSpec(max_context_tokens=options.max_model_len)
+    return VllmEngineSpec(
+        model=options.model,
+        dtype=options.dtype,
+        max_model_len=options.max_model_len,
+        enforce_eager=options.enforce_eager,
+        kv_cache_gib=options.kv_cache_gib,
+        max_num_seqs=options.max_num_seqs,
+        seed=options.seed,
+    )
+
+
+def plan_job(options: ModerationOptions, engine_spec: EngineSpec | None = None) -> JobPlan:
+    """Validate options, policies, tenants and inputs; nothing runs before this has passed."""
+    if not options.input:
+        raise ValueError("--input is required (a Parquet file pattern; repeatable)")
+    if not options.output:
+        raise ValueError("--output is required")
+    if options.batch_size < 1 or options.flush_rows < 1:
+        raise ValueError("--batch-size and --flush-rows must be >= 1")
+    settings = judge_settings(options)
+    registry = load_policy_registry(
+        options.policies or [str(DEFAULT_POLICY_DIR)],
+        options.tenants or str(DEFAULT_TENANTS_FILE),
+        reject_unknown_tenants=options.reject_unknown_tenants,
+    )
+    engine_spec = engine_spec or _engine_spec(options)
+    model = getattr(engine_spec, "model", None) or _default_model_name(engine_spec)
+    output = options.output.rstrip("/")
+    run_id = options.run_id or dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+    return JobPlan(
+        input_files=tuple(match_input_files(options.input)),
+        output=output,
+        run_id=run_id,
+        only_date=options.date,
+        registry=registry,
+        template=options.template,
+        engine_spec=engine_spec,
+        context=RunContext(run_id=run_id, model=model, settings=settings),
+        batch_size=options.batch_size,
+        flush_rows=options.flush_rows,
+        done_keys=frozenset(read_published_resume_keys(output)),
+    )
+
+
+def _default_model_name(engine_spec: EngineSpec) -> str:
+    if isinstance(engine_spec, VllmEngineSpec):
+        from pipelines.embedded_model import EMBEDDED_MODEL_NAME
+
+        return EMBEDDED_MODEL_NAME
+    return getattr(engine_spec, "model_name", type(engine_spec).__name__)
+
+
+def _runner(options: PipelineOptions):
+    name = options.view_as(StandardOptions).runner
+    if name in (None, "DirectRunner", "FnApiRunner"):
+        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+        return FnApiRunner()
+    return name
+
+
+def run(argv: Sequence[str] | None = None, engine_spec: EngineSpec | None = None) -> RunManifest:
+    """Run the job; returns its manifest. Raises when the run fails or its accounting does not hold."""
+    options = PipelineOptions(list(argv) if argv is not None else sys.argv[1:])
+    job = options.view_as(ModerationOptions)
+    plan = plan_job(job, engine_spec)
+    manifest = RunManifest.start(plan, options.get_all_options(drop_default=True))
+    log.info("run %s: %d input file(s) → %s", plan.run_id, len(plan.input_files), plan.output)
+    try:
+        rows_read = sum(count_rows_or_zero(path, count_rows_in_file) for path in plan.input_files)
+        with beam.Pipeline(runner=_runner(options), options=options) as pipeline:
+            build_pipeline(pipeline, plan)
+        result = pipeline.result
+        manifest.finish(rows_read, accounting.read_counters(result))
+    except BaseException as exc:
+        manifest.fail(exc)
+        raise
+    if manifest.accounting_problems:
+        raise RuntimeError("accounting does not hold: " + "; ".join(manifest.accounting_problems))
+    return manifest
+
+
+def main() -> None:
+    """Command-line entry point: logs to stderr, non-zero exit on failure."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        manifest = run()
+    except Exception as exc:
+        log.error("run failed: %s: %s", type(exc).__name__, exc)
+        sys.exit(1)
+    log.info("run %s succeeded: %s", manifest.run_id, manifest.summary_line())
+
+
+if __name__ == "__main__":
+    main()

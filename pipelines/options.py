@@ -1,0 +1,100 @@
+"""The job's options: one `PipelineOptions` subclass, validated before any worker starts."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from transforms.engine import SamplingSettings
+from transforms.judging import VERDICT_MODES, JudgeSettings
+from transforms.prompts import TEMPLATES
+
+
+def _review_band(text: str) -> tuple[float, float]:
+    match = re.fullmatch(r"\s*([0-9.]+)\s*[,:-]\s*([0-9.]+)\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH (e.g. 0.35,0.65), got {text!r}")
+    return float(match.group(1)), float(match.group(2))
+
+
+def _date(text: str) -> str:
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}")
+    return text
+
+
+class ModerationOptions(PipelineOptions):
+    """Options of the nightly moderation job (also accepted with underscores, Beam style)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
+        def add(name: str, **kwargs) -> None:
+            parser.add_argument(f"--{name}", f"--{name.replace('-', '_')}", **kwargs)
+
+        group = parser.add_argument_group("rsafe-batch")
+        del group  # Beam reads options off the parser itself
+        add("input", action="append", help="input Parquet file pattern (local, gs://, s3://); repeatable")
+        add("output", help="output folder (local, gs://, s3://)")
+        add("date", type=_date, help="only conversations created on this UTC day (YYYY-MM-DD)")
+        add("run-id", help="run id (default: UTC timestamp + random suffix)")
+        add("model", help="HF model folder or hub id (default: the embedded SmolLM2-135M-Instruct)")
+        add(
+            "engine",
+            default="vllm",
+            choices=["vllm", "fake"],
+            help="'fake' is for plumbing tests/benchmarks only",
+        )
+        add("max-model-len", type=int, default=4096, help="engine context length in tokens")
+        add("max-tokens", type=int, default=256, help="generation limit of a free-form answer")
+        add("temperature", type=float, default=0.0)
+        add("top-p", type=float, default=1.0)
+        add("repetition-penalty", type=float, default=1.0)
+        add("seed", type=int, default=0)
+        add("dtype", default="auto", help="engine dtype (auto, float32, bfloat16, float16)")
+        parser.add_argument(
+            "--enforce-eager",
+            "--enforce_eager",
+            dest="enforce_eager",
+            action="store_true",
+            default=True,
+            help="skip torch.compile / CUDA graphs (default: on)",
+        )
+        parser.add_argument("--no-enforce-eager", "--no_enforce_eager", dest="enforce_eager", action="store_false")
+        add("kv-cache-gib", type=float, default=1.0, help="KV cache size on the CPU engine, GiB")
+        add("max-num-seqs", type=int, default=256, help="engine's concurrent sequences")
+        add("batch-size", type=int, default=64, help="units per engine call")
+        add("verdict-mode", default="auto", choices=VERDICT_MODES)
+        add("reasoning-budget", type=int, default=128, help="phase-1 reasoning tokens (forced mode)")
+        add("threshold", type=float, default=0.5, help="P(unsafe) at or above which the verdict is unsafe")
+        add("review-band", type=_review_band, default=None, help="LOW,HIGH: P(unsafe) in it → review")
+        add("template", default="rsafe", choices=sorted(TEMPLATES))
+        add("policies", action="append", help="policy file or folder (repeatable; default: shipped policies)")
+        add("tenants", help="tenants file mapping tenant ids to policy ids (default: shipped)")
+        parser.add_argument(
+            "--reject-unknown-tenants",
+            "--reject_unknown_tenants",
+            action="store_true",
+            help="dead-letter conversations of tenants missing from the tenants file",
+        )
+        add("flush-rows", type=int, default=256, help="rows per published output file (at most)")
+
+
+def judge_settings(options: ModerationOptions) -> JudgeSettings:
+    """The run's `JudgeSettings` from its options (validated)."""
+    sampling = SamplingSettings(
+        max_tokens=options.max_tokens,
+        temperature=options.temperature,
+        top_p=options.top_p,
+        repetition_penalty=options.repetition_penalty,
+        seed=options.seed,
+    )
+    return JudgeSettings(
+        verdict_mode=options.verdict_mode,
+        sampling=sampling,
+        reasoning_budget=options.reasoning_budget,
+        threshold=options.threshold,
+        review_band=options.review_band,
+        extract_categories=options.template == "rsafe-categories",
+    )

@@ -1,0 +1,205 @@
+"""The judging DoFn: batches of de-duplicated units → verdict rows, with retries and per-unit dead letters.
+
+One engine per worker process, shared by every DoFn instance there (Beam's `Shared`, as RunInference does).
+Within a batch, units are ordered by policy version so a tenant's long policy prefix stays hot in vLLM's
+prefix cache. Identical units (same content key) are judged once and the verdict fanned out to each.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import time
+from collections.abc import Iterable, Iterator, Sequence
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from apache_beam.utils import shared
+
+from transforms.engine import EngineSpec, VerdictEngine
+from transforms.judging import Judgement, JudgeRequest, JudgeSettings, decide, judge_batch
+from transforms.records import DeadLetter, ModerationUnit
+from transforms.units import DEAD_LETTER
+
+log = logging.getLogger(__name__)
+
+UnitGroup = tuple[str, Sequence[ModerationUnit]]  # (content key, the units sharing it)
+_SCORING_TOKENS = 8  # phase 2 appends `</think>\n\boxed{` and scores up to a few choice tokens
+
+
+@dataclasses.dataclass(frozen=True)
+class RunContext:
+    """What every verdict row of a run records about how it was produced."""
+
+    run_id: str
+    model: str
+    settings: JudgeSettings
+
+
+class _EngineHolder:
+    """Weak-referenceable holder, as `Shared` requires."""
+
+    def __init__(self, engine: VerdictEngine) -> None:
+        self.engine = engine
+
+
+class JudgeUnitsDoFn(beam.DoFn):
+    """Batches of unit groups → verdict rows (dicts) and, tagged `dead_letter`, units that failed."""
+
+    def __init__(self, engine_spec: EngineSpec, context: RunContext) -> None:
+        self._spec = engine_spec
+        self._context = context
+        self._shared = shared.Shared()
+        self._generation = 0
+        self._engine: VerdictEngine | None = None
+        self._units_done = 0
+        self._batches = Metrics.counter("rsafe", "engine_batches")
+        self._retries = Metrics.counter("rsafe", "engine_batch_retries")
+        self._deduplicated = Metrics.counter("rsafe", "units_deduplicated")
+
+    def setup(self) -> None:
+        self._load_engine()
+
+    def _load_engine(self) -> None:
+        tag = f"{self._spec.cache_key}#{self._generation}"
+        self._engine = self._shared.acquire(lambda: _EngineHolder(self._spec.load()), tag=tag).engine
+
+    def process(self, batch: Sequence[UnitGroup]) -> Iterator:
+        groups = sorted(batch, key=lambda g: (g[1][0].policy_version, g[0]))
+        groups, too_long = self._split_too_long(groups)
+        for unit in too_long:
+            yield beam.pvalue.TaggedOutput(
+                DEAD_LETTER, unit_dead_letter(unit, "prompt_too_long", self._too_long_message(unit))
+            )
+        processed_at = dt.datetime.now(dt.UTC)
+        started = time.monotonic()
+        results = self._judge_with_retries(groups)
+        self._units_done += sum(len(units) for _, units in groups)
+        log.info(
+            "judged %d unit(s) in %.1fs (%d so far in this worker)",
+            len(groups),
+            time.monotonic() - started,
+            self._units_done,
+        )
+        for (_, units), result in results:
+            for position, unit in enumerate(units):
+                if isinstance(result, Exception):
+                    message = f"engine failed on this unit after retries: {type(result).__name__}: {result}"
+                    yield beam.pvalue.TaggedOutput(DEAD_LETTER, unit_dead_letter(unit, "engine_error", message))
+                    continue
+                if position:
+                    self._deduplicated.inc()
+                yield verdict_row(unit, result, self._context, processed_at, deduplicated=position > 0)
+
+    def _needed_tokens(self, unit: ModerationUnit) -> int:
+        settings = self._context.settings
+        if settings.verdict_mode == "forced":
+            return (unit.reasoning_budget or settings.reasoning_budget) + _SCORING_TOKENS
+        return settings.sampling.max_tokens + _SCORING_TOKENS
+
+    def _too_long_message(self, unit: ModerationUnit) -> str:
+        return (
+            f"{unit.source_file} conversation {unit.conversation_id!r} {unit.unit} turn {unit.turn_index}: "
+            f"prompt plus {self._needed_tokens(unit)} generation tokens exceeds the model context of "
+            f"{self._engine.max_context_tokens} tokens even after the policy's context budget"
+        )
+
+    def _split_too_long(self, groups: list[UnitGroup]) -> tuple[list[UnitGroup], list[ModerationUnit]]:
+        lengths = self._engine.count_prompt_tokens([units[0].prompt for _, units in groups])
+        fitting, too_long = [], []
+        for group, length in zip(groups, lengths, strict=True):
+            if length + self._needed_tokens(group[1][0]) > self._engine.max_context_tokens:
+                too_long += list(group[1])
+            else:
+                fitting.append(group)
+        return fitting, too_long
+
+    def _judge_with_retries(self, groups: list[UnitGroup]) -> list[tuple[UnitGroup, Judgement | Exception]]:
+        """Judge the groups; a failing batch is retried in halves, down to the single group that fails."""
+        if not groups:
+            return []
+        self._batches.inc()
+        requests = [
+            JudgeRequest(units[0].prompt, units[0].reasoning_budget, units[0].allowed_codes) for _, units in groups
+        ]
+        try:
+            return list(zip(groups, judge_batch(self._engine, requests, self._context.settings), strict=True))
+        except Exception as exc:
+            log.warning("engine failed on a batch of %d: %s", len(groups), exc)
+            self._recover_engine_if_dead(exc)
+            if len(groups) == 1:
+                return [(groups[0], exc)]
+            self._retries.inc()
+            middle = len(groups) // 2
+            return self._judge_with_retries(groups[:middle]) + self._judge_with_retries(groups[middle:])
+
+    def _recover_engine_if_dead(self, exc: Exception) -> None:
+        """A dead engine (its process gone) is rebuilt; an error in one request leaves it as it is."""
+        if "dead" in type(exc).__name__.lower() or "dead" in str(exc).lower():
+            log.warning("engine is dead, rebuilding it")
+            self._generation += 1
+            self._load_engine()
+
+
+def unit_dead_letter(unit: ModerationUnit, kind: str, message: str) -> DeadLetter:
+    """A dead letter for one unit, naming where it came from."""
+    return DeadLetter(
+        stage="inference",
+        error_kind=kind,
+        message=message,
+        source_file=unit.source_file,
+        conversation_id=unit.conversation_id,
+        tenant_id=unit.tenant_id,
+        rows=0,  # rows are accounted per conversation; units are accounted on their own
+        unit=unit.unit,
+        turn_index=unit.turn_index,
+    )
+
+
+def verdict_row(
+    unit: ModerationUnit,
+    judgement: Judgement,
+    context: RunContext,
+    processed_at: dt.datetime,
+    deduplicated: bool,
+) -> dict:
+    """One output row: the unit, what the engine said, the tenant's decision, and how it was produced."""
+    on_unparsed = unit.on_truncated if judgement.outcome == "truncated" else unit.on_parse_error
+    return {
+        "conversation_id": unit.conversation_id,
+        "tenant_id": unit.tenant_id,
+        "date": unit.date,
+        "unit": unit.unit,
+        "turn_index": unit.turn_index,
+        "verdict": decide(judgement.outcome, judgement.p_unsafe, context.settings, on_unparsed),
+        "outcome": judgement.outcome,
+        "verdict_source": judgement.verdict_source,
+        "p_unsafe": judgement.p_unsafe,
+        "categories": list(judgement.categories),
+        "unknown_categories": list(judgement.unknown_categories),
+        "reasoning": judgement.reasoning,
+        "raw_output": judgement.raw_output,
+        "finish_reason": judgement.finish_reason,
+        "prompt_tokens": judgement.prompt_tokens,
+        "completion_tokens": judgement.completion_tokens,
+        "token_budget": judgement.token_budget,
+        "truncated_input": unit.truncated_input,
+        "context_turns_dropped": unit.context_turns_dropped,
+        "deduplicated": deduplicated,
+        "model": context.model,
+        "policy_id": unit.policy_id,
+        "policy_version": unit.policy_version,
+        "template_version": unit.template_version,
+        "verdict_mode": context.settings.verdict_mode,
+        "source_file": unit.source_file,
+        "resume_key": unit.resume_key,
+        "content_key": unit.content_key,
+        "run_id": context.run_id,
+        "processed_at": processed_at,
+    }
+
+
+def group_units(units: Iterable[ModerationUnit]) -> list[ModerationUnit]:
+    """A GroupByKey's units in a deterministic order (the first one is judged, the rest share its verdict)."""
+    return sorted(units, key=lambda u: u.resume_key)

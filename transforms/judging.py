@@ -1,0 +1,187 @@
+"""Rendered prompts → judgements, engine-agnostic: free RSafe generation, budget forcing, P(unsafe).
+
+Modes (`verdict_mode`):
+- `free`: faithful RSafe. The model's own last box is the verdict; none gives parse_error/truncated.
+- `forced`: two-phase. Phase 1 reasons after an opened `<think>` within a token budget, stopping at
+  `</think>`; phase 2 closes the thought if needed, opens `\\boxed{` and scores `safe`/`unsafe` as full
+  continuations on the same (prefix-cached) context; the more probable one is the verdict.
+- `auto`: free first; only units without a usable box go through phase 2.
+P(unsafe) is always from the engine's log-probabilities at the verdict position, normalised over the two.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+from transforms.engine import Completion, Continuation, SamplingSettings, VerdictEngine
+from transforms.verdict_parsing import VERDICTS, extract_reasoning, parse_categories, parse_output
+
+VERDICT_MODES = ("free", "forced", "auto")
+THINK_OPEN = "<think>\n"
+THINK_CLOSE = "</think>"
+BOX_OPEN = "\\boxed{"
+
+
+@dataclasses.dataclass(frozen=True)
+class JudgeSettings:
+    """How verdicts are produced and decided, for a whole run."""
+
+    verdict_mode: str = "auto"
+    sampling: SamplingSettings = dataclasses.field(default_factory=SamplingSettings)
+    reasoning_budget: int = 128
+    threshold: float = 0.5
+    review_band: tuple[float, float] | None = None
+    extract_categories: bool = False
+
+    def __post_init__(self) -> None:
+        if self.verdict_mode not in VERDICT_MODES:
+            raise ValueError(f"verdict_mode must be one of {VERDICT_MODES}, got {self.verdict_mode!r}")
+        if self.reasoning_budget < 1:
+            raise ValueError(f"reasoning_budget must be >= 1, got {self.reasoning_budget}")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
+        if self.review_band is not None:
+            low, high = self.review_band
+            if not 0.0 <= low <= high <= 1.0:
+                raise ValueError(f"review_band must satisfy 0 <= low <= high <= 1, got {self.review_band}")
+
+
+@dataclasses.dataclass(frozen=True)
+class JudgeRequest:
+    """One rendered prompt to judge, with its policy's overrides."""
+
+    prompt: str
+    reasoning_budget: int | None = None  # None: the run's budget
+    allowed_codes: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Judgement:
+    """What the engine said about one prompt, before the tenant's decision rules."""
+
+    outcome: str  # safe | unsafe | parse_error | truncated
+    verdict_source: str | None  # model | forced | None (no verdict)
+    p_unsafe: float | None
+    reasoning: str
+    raw_output: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    token_budget: int
+    categories: tuple[str, ...] = ()
+    unknown_categories: tuple[str, ...] = ()
+
+
+def verdict_opening(generated: str) -> tuple[int, str]:
+    """Where phase 2 starts: (characters of the generated text to keep, text to append).
+
+    The thought ends at the model's first `</think>` (text after it, which had no usable box, is dropped);
+    an unclosed thought is closed. Either way the verdict box is opened. Only the model's own text is read
+    here: message content sits in the prompt, neutralised, and cannot close the thought.
+    """
+    end = generated.find(THINK_CLOSE)
+    if end != -1:
+        return end + len(THINK_CLOSE), "\n" + BOX_OPEN
+    return len(generated), "\n" + THINK_CLOSE + "\n" + BOX_OPEN
+
+
+def p_unsafe_from_logprobs(logprobs: dict[str, float]) -> float:
+    """P(unsafe) / (P(unsafe) + P(safe)) from log-probabilities, computed stably."""
+    difference = logprobs["safe"] - logprobs["unsafe"]
+    if difference > 0:
+        odds = math.exp(-difference)
+        return odds / (1.0 + odds)
+    return 1.0 / (1.0 + math.exp(difference))
+
+
+def decide(outcome: str, p_unsafe: float | None, settings: JudgeSettings, on_unparsed: str) -> str:
+    """The effective decision: `safe`, `unsafe` or `review`.
+
+    A verdict with a probability follows the threshold, with the review band taking precedence; a verdict
+    without one keeps its outcome; parse_error/truncated follow the tenant's rule (`flag` → review).
+    """
+    if outcome in VERDICTS:
+        if p_unsafe is None:
+            return outcome
+        band = settings.review_band
+        if band is not None and band[0] <= p_unsafe <= band[1]:
+            return "review"
+        return "unsafe" if p_unsafe >= settings.threshold else "safe"
+    return "review" if on_unparsed == "flag" else on_unparsed
+
+
+def judge_batch(engine: VerdictEngine, requests: Sequence[JudgeRequest], settings: JudgeSettings) -> list[Judgement]:
+    """Judge a batch: every engine call covers the whole batch (or the part of it that needs that phase)."""
+    budgets = [r.reasoning_budget or settings.reasoning_budget for r in requests]
+    prompts = [r.prompt for r in requests]
+    if settings.verdict_mode == "forced":
+        completions = engine.complete(
+            prompts, settings.sampling, budgets, assistant_prefix=THINK_OPEN, stop=[THINK_CLOSE]
+        )
+        forced = _force_verdicts(engine, completions)
+        return [_forced_judgement(c, f, budget) for c, f, budget in zip(completions, forced, budgets, strict=True)]
+
+    limit = settings.sampling.max_tokens
+    completions = engine.complete(prompts, settings.sampling, [limit] * len(prompts))
+    parsed = [parse_output(c.text, c.finish_reason) for c in completions]
+    boxed = [i for i, p in enumerate(parsed) if p.box_start is not None]
+    scores = engine.continuation_logprobs(
+        [Continuation(completions[i], parsed[i].box_start, "") for i in boxed], VERDICTS
+    )
+    p_by_index = {i: p_unsafe_from_logprobs(s) for i, s in zip(boxed, scores, strict=True)}
+    unboxed = [i for i, p in enumerate(parsed) if p.box_start is None]
+    forced = {}
+    if settings.verdict_mode == "auto" and unboxed:
+        forced = dict(zip(unboxed, _force_verdicts(engine, [completions[i] for i in unboxed]), strict=True))
+
+    judgements = []
+    for index, (request, completion, result) in enumerate(zip(requests, completions, parsed, strict=True)):
+        if index in forced:
+            judgements.append(_forced_judgement(completion, forced[index], limit, opened_think=False))
+            continue
+        categories: tuple[list[str], list[str]] = ([], [])
+        if settings.extract_categories and result.outcome == "unsafe":
+            categories = parse_categories(completion.text, request.allowed_codes)
+        judgements.append(
+            Judgement(
+                outcome=result.outcome,
+                verdict_source="model" if result.box_start is not None else None,
+                p_unsafe=p_by_index.get(index),
+                reasoning=result.reasoning,
+                raw_output=completion.text,
+                finish_reason=completion.finish_reason,
+                prompt_tokens=completion.prompt_tokens,
+                completion_tokens=completion.completion_tokens,
+                token_budget=limit,
+                categories=tuple(categories[0]),
+                unknown_categories=tuple(categories[1]),
+            )
+        )
+    return judgements
+
+
+def _force_verdicts(engine: VerdictEngine, completions: Sequence[Completion]) -> list[float]:
+    """Phase 2 for each completion: P(unsafe) at a freshly opened verdict box after its thought."""
+    continuations = []
+    for completion in completions:
+        keep, suffix = verdict_opening(completion.text)
+        continuations.append(Continuation(completion, keep, suffix))
+    scores = engine.continuation_logprobs(continuations, VERDICTS)
+    return [p_unsafe_from_logprobs(s) for s in scores]
+
+
+def _forced_judgement(completion: Completion, p_unsafe: float, budget: int, opened_think: bool = True) -> Judgement:
+    text = (THINK_OPEN if opened_think else "") + completion.text
+    return Judgement(
+        outcome="unsafe" if p_unsafe >= 0.5 else "safe",
+        verdict_source="forced",
+        p_unsafe=p_unsafe,
+        reasoning=extract_reasoning(text),
+        raw_output=completion.text,
+        finish_reason=completion.finish_reason,
+        prompt_tokens=completion.prompt_tokens,
+        completion_tokens=completion.completion_tokens,
+        token_budget=budget,
+    )

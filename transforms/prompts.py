@@ -1,0 +1,181 @@
+"""Policy + conversation → the RSafe prompt. Pure functions; the only I/O-free home of the templates.
+
+Two templates:
+- `rsafe` (default): the RSafe authors' prompt for the unit's level (prompt-level judges the last `User:` turn,
+  response-level judges the `Agent:` reply), with each category's description so a tenant's wording counts.
+- `rsafe-categories`: the same, plus a request to list the violated category codes after the boxed verdict.
+
+Content never breaks the template: `neutralize_content` defuses the template's own delimiters (`<think>`,
+`</think>`, `<BEGIN …>`/`<END …>` lines, `\\boxed`, line-leading `User:`/`Agent:` speaker tags) inside messages.
+System messages are operator configuration, not conversation content, and are left out of the block.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from transforms.records import Message
+
+if TYPE_CHECKING:
+    from policies import ResolvedPolicy
+
+TEMPLATES: dict[str, str] = {"rsafe": "rsafe-v1", "rsafe-categories": "rsafe-categories-v1"}
+"""Template name → template_version recorded with every verdict (bump the version when the wording changes)."""
+
+SPEAKERS = {"user": "User", "assistant": "Agent"}
+
+_PROMPT_ROLE = (
+    "You are a policy expert trying to help determine whether a user prompt is in violation of the "
+    "defined safety policies."
+)
+_TASK = (
+    "Task: Check if there is unsafe content in '{speaker}' messages in conversation according to our "
+    "safety policy with the below categories."
+)
+_ASK = {
+    "prompt": "Provide your safety assessment for the User's last message in the above conversation.",
+    "response": ("Provide your safety assessment for the Agent's last response to the User in the above conversation."),
+}
+_THINK = (
+    "You FIRST go through a step-by-step reasoning process and then provide the final answer. "
+    "The thinking process MUST BE enclosed within <think> </think> tags."
+)
+_ANSWER = "Your final answer MUST BE put in \\boxed{{}}: 'safe' or 'unsafe'."
+_CATEGORIES_ASK = (
+    "If your answer is 'unsafe', after the box write one line 'Categories: ' followed by the codes of the "
+    "violated categories, comma-separated (for example 'Categories: {example}')."
+)
+
+# Delimiters of the template that content must not be able to produce.
+_TAG = re.compile(r"<(\s*/?\s*(?:think|begin|end)\b[^<>\n]*)>", re.IGNORECASE)
+_BOXED = re.compile(r"\\+\s*boxed", re.IGNORECASE)
+_SPEAKER_TAG = re.compile(r"(?im)^(\s*)(user|agent|assistant|system)(\s*):")
+_OMITTED = "[… {n} characters omitted …]"
+
+
+def template_version(template: str) -> str:
+    """The recorded version of a template name; a clear error for an unknown name."""
+    try:
+        return TEMPLATES[template]
+    except KeyError:
+        raise ValueError(f"unknown template {template!r}; choose one of {sorted(TEMPLATES)}") from None
+
+
+def neutralize_content(text: str) -> str:
+    """Defuse template delimiters inside message content, keeping the text readable.
+
+    `<think>`/`<BEGIN …>`-style tags get guillemets instead of angle brackets, `\\boxed` loses its backslash,
+    and a line that starts with a speaker tag (`Agent:`) gets a full-width colon, so content can neither end
+    the thought, open a verdict box, close the conversation block nor fake a turn.
+    """
+    text = _TAG.sub(lambda m: f"‹{m.group(1)}›", text)
+    text = _BOXED.sub("[boxed]", text)
+    return _SPEAKER_TAG.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3)}：", text)
+
+
+def render_category_lines(policy: ResolvedPolicy) -> list[str]:
+    """One line per category: `CODE - Name: description`."""
+    lines = []
+    for category in policy.categories:
+        line = f"{category.code} - {category.name}: {category.description.strip()}"
+        if category.examples:
+            line += " Examples: " + "; ".join(e.strip() for e in category.examples) + "."
+        lines.append(line)
+    return lines
+
+
+def render_turn(message: Message) -> str:
+    """A conversation line: `User: …` or `Agent: …`, content neutralised."""
+    return f"{SPEAKERS[message.role]}: {neutralize_content(message.content)}"
+
+
+def render_from_lines(policy: ResolvedPolicy, conversation_lines: Sequence[str], level: str, template: str) -> str:
+    """The full RSafe user message around an already-rendered conversation block."""
+    template_version(template)
+    if level not in _ASK:
+        raise ValueError(f"unknown level {level!r}; expected 'prompt' or 'response'")
+    parts = [_PROMPT_ROLE] if level == "prompt" else []
+    parts.append(_TASK.format(speaker="User" if level == "prompt" else "Agent"))
+    parts += ["", "<BEGIN UNSAFE CONTENT CATEGORIES>", *render_category_lines(policy)]
+    parts += ["<END UNSAFE CONTENT CATEGORIES>", "", "<BEGIN CONVERSATION>", ""]
+    parts += [line + "\n" for line in conversation_lines]
+    parts += ["<END CONVERSATION>", "", _ASK[level], _THINK, _ANSWER.format()]
+    if template == "rsafe-categories":
+        codes = [c.code for c in policy.categories][:2]
+        parts.append(_CATEGORIES_ASK.format(example=", ".join(codes)))
+    return "\n".join(parts)
+
+
+def render_prompt(policy: ResolvedPolicy, messages: Sequence[Message], level: str, template: str = "rsafe") -> str:
+    """The RSafe prompt judging the last message of `messages` at `level`, with no token budget applied."""
+    return render_from_lines(policy, [render_turn(m) for m in messages if m.role != "system"], level, template)
+
+
+@dataclasses.dataclass(frozen=True)
+class FittedConversation:
+    """A conversation block fitted into a token budget, and what fitting it cost."""
+
+    lines: tuple[str, ...]
+    turns_dropped: int
+    judged_turn_cut: bool
+
+
+def shorten_middle(text: str, keep_chars: int) -> str:
+    """Keep the first and last halves of `keep_chars` characters, with a marker saying how much went."""
+    if keep_chars >= len(text):
+        return text
+    keep_chars = max(keep_chars, 0)
+    head, tail = text[: (keep_chars + 1) // 2], text[len(text) - keep_chars // 2 :] if keep_chars // 2 else ""
+    return f"{head}{_OMITTED.format(n=len(text) - keep_chars)}{tail}"
+
+
+def fit_conversation(
+    messages: Sequence[Message], level: str, budget_tokens: int, count_tokens: Callable[[str], int]
+) -> FittedConversation:
+    """Fit the turns up to the judged one (the last of `messages`) into `budget_tokens`.
+
+    Oldest turns go first (a marker line says how many); the turns that must stay (the judged one and, at
+    response level, the user turn it answers) are then shortened in the middle, context before the judged
+    turn; cutting the judged turn is reported as `judged_turn_cut`.
+    """
+    turns = [m for m in messages if m.role != "system"]
+    keep = 2 if level == "response" and len(turns) >= 2 else 1
+    lines = [render_turn(m) for m in turns]
+
+    def total(candidate: Sequence[str]) -> int:
+        return count_tokens("\n\n".join(candidate))
+
+    dropped = 0
+    while total(_with_marker(lines, dropped)) > budget_tokens and len(lines) > keep:
+        lines.pop(0)
+        dropped += 1
+    judged_cut = False
+    for index in range(len(lines)):  # context turn first, the judged turn last
+        if total(_with_marker(lines, dropped)) <= budget_tokens:
+            break
+        lines[index] = _shorten_to_fit(lines, index, dropped, budget_tokens, total)
+        judged_cut = judged_cut or index == len(lines) - 1
+    return FittedConversation(tuple(_with_marker(lines, dropped)), dropped, judged_cut)
+
+
+def _with_marker(lines: list[str], dropped: int) -> list[str]:
+    return ([f"[{dropped} earlier turn(s) omitted]"] if dropped else []) + lines
+
+
+def _shorten_to_fit(
+    lines: list[str], index: int, dropped: int, budget: int, total: Callable[[Sequence[str]], int]
+) -> str:
+    """The longest middle-shortened version of `lines[index]` that fits the budget (binary search)."""
+    speaker, _, content = lines[index].partition(": ")
+    low, high = 0, len(content)
+    while low < high:
+        mid = (low + high + 1) // 2
+        trial = [*lines[:index], f"{speaker}: {shorten_middle(content, mid)}", *lines[index + 1 :]]
+        if total(_with_marker(trial, dropped)) <= budget:
+            low = mid
+        else:
+            high = mid - 1
+    return f"{speaker}: {shorten_middle(content, low)}"

@@ -1,0 +1,292 @@
+"""Reading conversation logs from Parquet into validated `Conversation`s, with dead letters for bad input.
+
+Layouts, schema rules and the error_kind codes are in `transforms.log_schema` (`ERROR_KINDS`).
+
+Row accounting: every row of a readable file ends up in exactly one `Conversation` (which accounts for
+`source_rows` rows: 1 in the canonical layout, one per turn, i.e. `len(messages)`, in the turn-per-row
+layout) or one `DeadLetter` (which accounts for `rows` rows). A file that cannot be read at all is one dead
+letter with rows = the row count from its footer, or 0 when even the footer is unreadable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import IO
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from apache_beam.pvalue import PBegin, PCollection, TaggedOutput
+
+from transforms.log_schema import (
+    CANONICAL,
+    CANONICAL_COLUMNS,
+    TURN_COLUMNS,
+    TURN_PER_ROW,
+    Invalid,
+    RawConversation,
+    Turn,
+    decode_text,
+    detect_layout,
+    message_values,
+    schema_problem,
+    text_values,
+    timestamp_values,
+    validate_conversation,
+)
+from transforms.records import Conversation, DeadLetter
+
+OpenFile = Callable[[str], IO[bytes]]
+
+CONVERSATIONS = "conversations"
+DEAD_LETTER = "dead_letter"
+SKIPPED = "skipped"
+BATCH_ROWS = 4096
+# What pyarrow raises for a file that is not Parquet or is corrupt (thrift errors surface as OSError).
+_PARQUET_ERRORS = (pa.ArrowException, OSError, ValueError, EOFError)
+
+
+class InputError(ValueError):
+    """The input patterns are unusable (e.g. one matches no file)."""
+
+
+def match_input_files(patterns: Sequence[str]) -> list[str]:
+    """The files matching `patterns` (globs, any Beam filesystem), sorted and de-duplicated.
+
+    A local directory stands for the `*.parquet` files in it. Raises `InputError` naming the first pattern
+    that matches nothing.
+    """
+    if not patterns:
+        raise InputError("no input pattern given")
+    files: set[str] = set()
+    for pattern in patterns:
+        glob = FileSystems.join(pattern, "*.parquet") if os.path.isdir(pattern) else pattern
+        try:
+            matched = [m.path for m in FileSystems.match([glob])[0].metadata_list]
+        except Exception as exc:  # BeamIOError, or ValueError for an unknown scheme
+            raise InputError(f"input pattern {pattern!r} could not be matched: {exc}") from exc
+        if not matched:
+            raise InputError(f"input pattern {pattern!r} matched no files")
+        files.update(matched)
+    return sorted(files)
+
+
+def _open_with_beam(path: str) -> IO[bytes]:
+    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+def count_rows_in_file(path: str, open_file: OpenFile | None = None) -> int:
+    """The row count in a Parquet file's footer; raises (pyarrow's error) if the file is not Parquet."""
+    with (open_file or _open_with_beam)(path) as f:
+        return pq.ParquetFile(f).metadata.num_rows
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's text on one printable line (pyarrow's messages can hold newlines and raw bytes)."""
+    text = " ".join(str(exc).split())
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in text)
+
+
+def _file_dead_letter(path: str, kind: str, rows: int, detail: str) -> DeadLetter:
+    stage = "read" if kind == "unreadable_file" else "validate"
+    return DeadLetter(stage=stage, error_kind=kind, message=f"{path}: {detail}", source_file=path, rows=rows)
+
+
+def _canonical_batch(batch: pa.RecordBatch, path: str, first_row: int) -> Iterator[RawConversation]:
+    ids = text_values(batch.column("conversation_id"))
+    tenants = text_values(batch.column("tenant_id"))
+    created = timestamp_values(batch.column("created_at"))
+    messages = message_values(batch.column("messages"))
+    for i in range(batch.num_rows):
+        row = first_row + i
+        turns = None
+        if messages[i] is not None:
+            turns = [
+                Turn(row, index, decode_text(m["role"]), decode_text(m["content"]))
+                if m is not None
+                else Turn(row, index, Invalid("null (the whole message is null)"), None)
+                for index, m in enumerate(messages[i])
+            ]
+        yield RawConversation(path, CANONICAL, [row], ids[i], [(row, tenants[i])], [(row, created[i])], turns)
+
+
+def _turn_conversations(table: pa.Table, path: str) -> Iterator[RawConversation]:
+    """The turn rows grouped by conversation_id, in order of each conversation's first row."""
+    ids = text_values(table.column("conversation_id"))
+    tenants = text_values(table.column("tenant_id"))
+    created = timestamp_values(table.column("created_at"))
+    turn_indexes = table.column("turn_index").cast(pa.int64()).to_pylist()
+    roles = text_values(table.column("role"))
+    contents = text_values(table.column("content"))
+    groups: dict[object, list[int]] = {}
+    for row, cid in enumerate(ids):
+        groupable = isinstance(cid, str) and cid.strip()
+        groups.setdefault(cid if groupable else ("ungroupable row", row), []).append(row)
+    for rows in groups.values():
+        yield RawConversation(
+            source_file=path,
+            layout=TURN_PER_ROW,
+            rows=rows,
+            conversation_id=ids[rows[0]],
+            tenant_ids=[(r, tenants[r]) for r in rows],
+            created_ats=[(r, created[r]) for r in rows],
+            turns=[Turn(r, turn_indexes[r], roles[r], contents[r]) for r in rows],
+        )
+
+
+def _canonical_chunks(parquet: pq.ParquetFile, path: str) -> Iterator[tuple[int, list[RawConversation]]]:
+    """(rows read, conversations) per batch of `BATCH_ROWS` rows."""
+    first_row = 0
+    for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=list(CANONICAL_COLUMNS)):
+        yield batch.num_rows, list(_canonical_batch(batch, path, first_row))
+        first_row += batch.num_rows
+
+
+def _turn_chunks(parquet: pq.ParquetFile, path: str) -> Iterator[tuple[int, list[RawConversation]]]:
+    """The whole file as one chunk: grouping turns by conversation needs every row."""
+    table = parquet.read(columns=list(TURN_COLUMNS))
+    yield table.num_rows, list(_turn_conversations(table, path))
+
+
+def _read_parquet(f: IO[bytes], path: str) -> Iterator[Conversation | DeadLetter]:
+    try:
+        parquet = pq.ParquetFile(f)
+        total, schema = parquet.metadata.num_rows, parquet.schema_arrow
+    except _PARQUET_ERRORS as exc:
+        yield _file_dead_letter(path, "unreadable_file", 0, f"not a readable Parquet file: {_one_line(exc)}")
+        return
+    layout = detect_layout(schema)
+    problem = schema_problem(schema, layout)
+    if problem:
+        kind, column, detail = problem
+        yield _file_dead_letter(path, kind, total, f"all {total} rows: column '{column}' {detail}")
+        return
+    chunks = _canonical_chunks(parquet, path) if layout == CANONICAL else _turn_chunks(parquet, path)
+    done = 0
+    while True:
+        try:  # only reading and decoding are guarded: a validation bug must not pass for a corrupt file
+            chunk = next(chunks, None)
+            if chunk is None:
+                return
+            rows, raws = chunk
+        except _PARQUET_ERRORS as exc:
+            detail = f"rows {done}..{total - 1} could not be read (corrupt data): {_one_line(exc)}"
+            yield _file_dead_letter(path, "unreadable_file", total - done, detail)
+            return
+        for raw in raws:
+            yield validate_conversation(raw)
+        done += rows
+
+
+def read_conversations_from_file(path: str, open_file: OpenFile | None = None) -> Iterator[Conversation | DeadLetter]:
+    """Each conversation of one Parquet log file, validated: a `Conversation` or a `DeadLetter`.
+
+    The file is opened with `open_file(path)` (default: Beam's `FileSystems.open`, so gs:// and s3:// work).
+    The canonical layout is streamed in batches of `BATCH_ROWS`; the turn-per-row layout is read whole so
+    that rows can be grouped by conversation. Errors opening the file propagate (so Beam retries them);
+    errors parsing it become one `unreadable_file` dead letter.
+    """
+    with (open_file or _open_with_beam)(path) as f:
+        yield from _read_parquet(f, path)
+
+
+class _ReadFileFn(beam.DoFn):
+    """path -> Conversation (main), DeadLetter (DEAD_LETTER) or an out-of-date Conversation (SKIPPED)."""
+
+    def __init__(self, only_date: str | None, open_file: OpenFile | None):
+        self._only_date = only_date
+        self._open_file = open_file
+        self._files = Metrics.counter("read_logs", "files")
+        self._conversations = Metrics.counter("read_logs", "conversations")
+        self._dead_letters = Metrics.counter("read_logs", "dead_letters")
+        self._skipped = Metrics.counter("read_logs", "skipped_other_date")
+
+    def process(self, path: str) -> Iterator[Conversation | TaggedOutput]:
+        self._files.inc()
+        for item in read_conversations_from_file(path, self._open_file):
+            if isinstance(item, DeadLetter):
+                self._dead_letters.inc()
+                yield TaggedOutput(DEAD_LETTER, item)
+            elif self._only_date and item.date != self._only_date:
+                self._skipped.inc()
+                yield TaggedOutput(SKIPPED, item)
+            else:
+                self._conversations.inc()
+                yield item
+
+
+def _keep_first(keyed: tuple[str, Iterable[Conversation]]) -> Iterator[Conversation | TaggedOutput]:
+    """The first conversation by (source_file, source_row); the others as duplicate_conversation_id."""
+    conversation_id, conversations = keyed
+    kept, *duplicates = sorted(conversations, key=lambda c: (c.source_file, c.source_row))
+    yield kept
+    for dup in duplicates:
+        message = (
+            f"{dup.source_file}: row {dup.source_row}: field 'conversation_id' {conversation_id!r} was "
+            f"already read from {kept.source_file} row {kept.source_row}"
+        )
+        yield TaggedOutput(
+            DEAD_LETTER,
+            DeadLetter(
+                stage="validate",
+                error_kind="duplicate_conversation_id",
+                message=message,
+                source_file=dup.source_file,
+                conversation_id=conversation_id,
+                tenant_id=dup.tenant_id,
+                row=dup.source_row,
+                rows=dup.source_rows,
+            ),
+        )
+
+
+class ReadConversations(beam.PTransform):
+    """Read and validate the conversation logs matching `patterns`.
+
+    Returns a dict of PCollections: `CONVERSATIONS` ("conversations", `Conversation`), `DEAD_LETTER`
+    ("dead_letter", `DeadLetter`) and `SKIPPED` ("skipped", `Conversation`s whose UTC date is not
+    `only_date`: counted, not dead-lettered).
+
+    Duplicate conversation ids across the run are flagged rather than merged or silently dropped: the first
+    by (source_file, source_row) is kept and every other copy becomes a `duplicate_conversation_id` dead
+    letter, so a log shipper that replays a file shows up in the error output instead of doubling verdicts,
+    and the choice of which copy wins is deterministic. The date filter runs first, so a run for one date
+    only compares that date's conversations. Patterns are matched when the pipeline is built, so one that
+    matches nothing fails fast with `InputError`.
+    """
+
+    def __init__(self, patterns: Sequence[str], only_date: str | None = None, open_file: OpenFile | None = None):
+        super().__init__()
+        if only_date is not None:
+            try:
+                dt.date.fromisoformat(only_date)
+            except ValueError as exc:
+                raise ValueError(f"only_date must be YYYY-MM-DD, got {only_date!r}") from exc
+        self._patterns = list(patterns)
+        self._only_date = only_date
+        self._open_file = open_file
+
+    def expand(self, pbegin: PBegin) -> dict[str, PCollection]:
+        files = match_input_files(self._patterns)
+        read = (
+            pbegin
+            | "ListFiles" >> beam.Create(files)
+            | "SpreadFiles" >> beam.Reshuffle()
+            | "ReadFiles"
+            >> beam.ParDo(_ReadFileFn(self._only_date, self._open_file)).with_outputs(
+                DEAD_LETTER, SKIPPED, main=CONVERSATIONS
+            )
+        )
+        unique = (
+            read[CONVERSATIONS]
+            | "KeyById" >> beam.WithKeys(lambda c: c.conversation_id)
+            | "GroupById" >> beam.GroupByKey()
+            | "KeepFirst" >> beam.FlatMap(_keep_first).with_outputs(DEAD_LETTER, main=CONVERSATIONS)
+        )
+        dead_letters = (read[DEAD_LETTER], unique[DEAD_LETTER]) | "AllDeadLetters" >> beam.Flatten()
+        return {CONVERSATIONS: unique[CONVERSATIONS], DEAD_LETTER: dead_letters, SKIPPED: read[SKIPPED]}

@@ -1,0 +1,93 @@
+"""Value types that flow through the pipeline: conversations, moderation units, dead letters.
+
+Every type is a frozen dataclass so Beam can pickle it and nothing downstream mutates what it was given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Literal
+
+Role = Literal["system", "user", "assistant"]
+UnitLevel = Literal["prompt", "response"]
+ROLES: tuple[str, ...] = ("system", "user", "assistant")
+
+
+@dataclasses.dataclass(frozen=True)
+class Message:
+    """One turn of a conversation."""
+
+    role: str
+    content: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Conversation:
+    """A validated conversation read from the logs, with where it came from."""
+
+    conversation_id: str
+    tenant_id: str
+    created_at: dt.datetime  # timezone-aware, UTC
+    messages: tuple[Message, ...]
+    source_file: str
+    source_row: int  # first row of this conversation in its source file
+    source_rows: int = 1  # input rows it accounts for: 1 (canonical layout) or one per turn (turn-per-row)
+
+    @property
+    def date(self) -> str:
+        """The UTC calendar date of `created_at`, as YYYY-MM-DD (the output partition)."""
+        return self.created_at.astimezone(dt.UTC).strftime("%Y-%m-%d")
+
+
+@dataclasses.dataclass(frozen=True)
+class DeadLetter:
+    """An input row, file or unit that could not be turned into a verdict, and why.
+
+    `error_kind` is a short stable code (see README, "What happens to bad input"); `message` is for people.
+    """
+
+    stage: str  # read | validate | policy | render | inference | parse | write
+    error_kind: str
+    message: str
+    source_file: str = ""
+    conversation_id: str | None = None
+    tenant_id: str | None = None
+    row: int | None = None
+    rows: int = 1  # how many input rows this record accounts for (a whole unreadable file counts all it had)
+    unit: str | None = None
+    turn_index: int | None = None
+
+    def to_row(self) -> dict:
+        """The record as a flat dict for the errors Parquet files."""
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModerationUnit:
+    """One thing to judge: a user turn (`prompt` level) or an assistant reply (`response` level), rendered.
+
+    `prompt` is the RSafe user message (before the model's chat template); `resume_key` identifies the
+    verdict across runs (conversation, unit, turn, policy version, model, template version); `content_key`
+    identifies identical work (same rendered prompt, policy version, model, template) for de-duplication.
+    """
+
+    conversation_id: str
+    tenant_id: str
+    date: str
+    unit: str  # prompt | response
+    turn_index: int  # index of the judged message in the conversation
+    policy_id: str
+    policy_version: str
+    template_version: str
+    prompt: str
+    truncated_input: bool  # the judged turn itself was shortened to fit the budget
+    context_turns_dropped: int
+    source_file: str
+    source_rows: int  # input rows of the conversation (for the accounting)
+    on_parse_error: str = "flag"  # flag | unsafe | safe: what parse_error means for this tenant
+    on_truncated: str = "flag"
+    reasoning_budget: int | None = None  # per-policy override of the phase-1 token budget
+    allowed_codes: tuple[str, ...] = ()  # the policy's category codes (for parsing listed categories)
+    content_key: str = ""
+    resume_key: str = ""

@@ -1,0 +1,132 @@
+"""Conversation + tenant policy → moderation units (rendered, budget-fitted, keyed). Pure functions + a DoFn."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+
+import apache_beam as beam
+
+from policies import PolicyRegistry, ResolvedPolicy, tenant_id_problem
+from transforms.counters import count
+from transforms.engine import EngineSpec
+from transforms.prompts import fit_conversation, render_from_lines, template_version
+from transforms.records import Conversation, DeadLetter, Message, ModerationUnit
+
+DEAD_LETTER = "dead_letter"
+_LEVEL_ROLE = {"prompt": "user", "response": "assistant"}
+
+
+def judged_turns(messages: tuple[Message, ...], policy: ResolvedPolicy) -> list[tuple[str, int]]:
+    """(level, message index) of every turn to judge: the last user turn and last assistant reply
+    (`last_turn` scope) or every one of them (`every_turn`), for the levels the policy moderates."""
+    found = []
+    for level in ("prompt", "response"):
+        if level not in policy.units:
+            continue
+        indexes = [i for i, m in enumerate(messages) if m.role == _LEVEL_ROLE[level]]
+        found += [(level, i) for i in (indexes if policy.scope == "every_turn" else indexes[-1:])]
+    return sorted(found, key=lambda item: item[1])
+
+
+def stable_key(*parts: object) -> str:
+    """A short sha256 over the parts, the same on every machine."""
+    return hashlib.sha256("\x1f".join(str(p) for p in parts).encode("utf-8")).hexdigest()[:32]
+
+
+def make_units(
+    conversation: Conversation,
+    policy: ResolvedPolicy,
+    template: str,
+    model_id: str,
+    count_tokens: Callable[[str], int],
+) -> list[ModerationUnit]:
+    """Every moderation unit of a conversation under its tenant's policy."""
+    version = template_version(template)
+    source_rows = row_count(conversation)
+    units = []
+    for level, index in judged_turns(conversation.messages, policy):
+        fitted = fit_conversation(conversation.messages[: index + 1], level, policy.context_budget_tokens, count_tokens)
+        prompt = render_from_lines(policy, fitted.lines, level, template)
+        units.append(
+            ModerationUnit(
+                conversation_id=conversation.conversation_id,
+                tenant_id=conversation.tenant_id,
+                date=conversation.date,
+                unit=level,
+                turn_index=index,
+                policy_id=policy.id,
+                policy_version=policy.version,
+                template_version=version,
+                prompt=prompt,
+                truncated_input=fitted.judged_turn_cut,
+                context_turns_dropped=fitted.turns_dropped,
+                source_file=conversation.source_file,
+                source_rows=source_rows,
+                on_parse_error=policy.on_parse_error,
+                on_truncated=policy.on_truncated,
+                reasoning_budget=policy.reasoning_budget_tokens,
+                allowed_codes=tuple(c.code for c in policy.categories),
+                content_key=stable_key(prompt, policy.version, model_id, version),
+                resume_key=stable_key(conversation.conversation_id, level, index, policy.version, model_id, version),
+            )
+        )
+    return units
+
+
+def row_count(conversation: Conversation) -> int:
+    """Input rows behind a conversation: one (canonical layout) or one per turn (turn-per-row layout)."""
+    return conversation.source_rows
+
+
+class MakeUnitsDoFn(beam.DoFn):
+    """Conversation → its moderation units; a path-unsafe or (strictly) unknown tenant → a dead letter."""
+
+    def __init__(self, registry: PolicyRegistry, template: str, model_id: str, engine_spec: EngineSpec) -> None:
+        self._registry = registry
+        self._template = template
+        self._model_id = model_id
+        self._engine_spec = engine_spec
+        self._count_tokens: Callable[[str], int] | None = None
+
+    def setup(self) -> None:
+        self._count_tokens = self._engine_spec.load_token_counter()
+
+    def process(self, conversation: Conversation) -> Iterator:
+        problem = tenant_id_problem(conversation.tenant_id)
+        policy = None if problem else self._registry.for_tenant(conversation.tenant_id)
+        if problem or policy is None:
+            kind = "unsafe_tenant_id" if problem else "unknown_tenant"
+            message = problem or f"tenant {conversation.tenant_id!r} has no policy and unknown tenants are rejected"
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, _dead_letter(conversation, "policy", kind, message))
+            return
+        try:
+            units = make_units(conversation, policy, self._template, self._model_id, self._count_tokens)
+        except Exception as exc:
+            yield beam.pvalue.TaggedOutput(
+                DEAD_LETTER,
+                _dead_letter(conversation, "render", "render_error", f"{type(exc).__name__}: {exc}"),
+            )
+            return
+        if not units:
+            message = f"policy {policy.id!r} moderates {list(policy.units)} and the conversation has no such turn"
+            yield beam.pvalue.TaggedOutput(
+                DEAD_LETTER, _dead_letter(conversation, "policy", "nothing_to_judge", message)
+            )
+            return
+        count("rows_to_units", conversation.tenant_id, conversation.source_rows)
+        yield from units
+
+
+def _dead_letter(conversation: Conversation, stage: str, kind: str, message: str) -> DeadLetter:
+    return DeadLetter(
+        stage=stage,
+        error_kind=kind,
+        message=f"{conversation.source_file} row {conversation.source_row} "
+        f"(conversation {conversation.conversation_id!r}): {message}",
+        source_file=conversation.source_file,
+        conversation_id=conversation.conversation_id,
+        tenant_id=conversation.tenant_id,
+        row=conversation.source_row,
+        rows=row_count(conversation),
+    )

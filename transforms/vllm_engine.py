@@ -1,0 +1,197 @@
+"""The vLLM engine behind the seam: one in-process `vllm.LLM` per worker, fed whole batches.
+
+Prompts go through the model's chat template and are sent as token ids, so a continuation (phase 2) is the
+exact token sequence of phase 1 plus a suffix and hits vLLM's prefix cache instead of being re-tokenised.
+Verdict probabilities are computed over full continuations (`safe}` / `unsafe}`, whatever their tokenisation)
+by teacher forcing: one single-token request per distinct token prefix, asking only for the log-probability of
+the next token of each choice (`logprob_token_ids`), all sharing the cached context.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from transforms.engine import Completion, Continuation, SamplingSettings
+
+log = logging.getLogger(__name__)
+
+_CHOICE_CLOSE = "}"  # scored with the choice so `safe` cannot win by being the start of `safety`
+
+
+@dataclasses.dataclass(frozen=True)
+class VllmEngineSpec:
+    """How to build the vLLM engine on a worker. `model=None` means the embedded default model."""
+
+    model: str | None = None
+    dtype: str = "auto"
+    max_model_len: int = 4096
+    enforce_eager: bool = True
+    kv_cache_gib: float = 1.0  # CPU backend: explicit KV cache size (vLLM otherwise reserves 92% of RAM)
+    max_num_seqs: int = 256
+    enable_prefix_caching: bool = True
+    seed: int = 0
+
+    @property
+    def cache_key(self) -> str:
+        return f"vllm:{dataclasses.astuple(self)}"
+
+    def resolved_model(self) -> str:
+        from pipelines.embedded_model import resolve_model
+
+        return resolve_model(self.model)
+
+    def load(self) -> VllmEngine:
+        from vllm import LLM
+
+        model = self.resolved_model()
+        kwargs: dict[str, Any] = dict(
+            model=model,
+            dtype=self.dtype,
+            max_model_len=self.max_model_len,
+            enforce_eager=self.enforce_eager,
+            enable_prefix_caching=self.enable_prefix_caching,
+            max_num_seqs=self.max_num_seqs,
+            seed=self.seed,
+        )
+        if _is_cpu_build():
+            kwargs["kv_cache_memory_bytes"] = int(self.kv_cache_gib * (1 << 30))
+        log.info("starting vLLM engine: %s", kwargs)
+        return VllmEngine(LLM(**kwargs), model_name=self.model or _embedded_name(), max_len=self.max_model_len)
+
+    def load_token_counter(self) -> Callable[[str], int]:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(self.resolved_model())
+        return lambda text: len(tokenizer.encode(text, add_special_tokens=False))
+
+
+def _embedded_name() -> str:
+    from pipelines.embedded_model import EMBEDDED_MODEL_NAME
+
+    return EMBEDDED_MODEL_NAME
+
+
+def _is_cpu_build() -> bool:
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
+
+
+class VllmEngine:
+    """`VerdictEngine` over an in-process `vllm.LLM`."""
+
+    def __init__(self, llm: Any, model_name: str, max_len: int) -> None:
+        self._llm = llm
+        self._tokenizer = llm.get_tokenizer()
+        self.model_name = model_name
+        self.max_context_tokens = max_len
+
+    def _encode(self, text: str) -> list[int]:
+        return list(self._tokenizer.encode(text, add_special_tokens=False))
+
+    def _prompt_ids(self, user_message: str, assistant_prefix: str) -> list[int]:
+        chat = [{"role": "user", "content": user_message}]
+        text = self._tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+        return self._encode(text + assistant_prefix)
+
+    def count_prompt_tokens(self, user_messages: Sequence[str], assistant_prefix: str = "") -> list[int]:
+        return [len(self._prompt_ids(m, assistant_prefix)) for m in user_messages]
+
+    def complete(
+        self,
+        user_messages: Sequence[str],
+        sampling: SamplingSettings,
+        max_tokens: Sequence[int],
+        *,
+        assistant_prefix: str = "",
+        stop: Sequence[str] = (),
+    ) -> list[Completion]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        prompts = [self._prompt_ids(m, assistant_prefix) for m in user_messages]
+        params = [
+            SamplingParams(
+                max_tokens=limit,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                repetition_penalty=sampling.repetition_penalty,
+                seed=sampling.seed,
+                stop=list(stop) or None,
+                include_stop_str_in_output=True,
+            )
+            for limit in max_tokens
+        ]
+        outputs = self._llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in prompts], params, use_tqdm=False)
+        completions = []
+        for ids, output in zip(prompts, outputs, strict=True):
+            generated = output.outputs[0]
+            completions.append(
+                Completion(
+                    text=generated.text,
+                    finish_reason=generated.finish_reason or "stop",
+                    prompt_tokens=len(ids),
+                    completion_tokens=len(generated.token_ids),
+                    handle=(tuple(ids), tuple(generated.token_ids)),
+                )
+            )
+        return completions
+
+    def _context_ids(self, continuation: Continuation) -> list[int]:
+        """Prompt ids + the generated ids that make up the kept text + the suffix's ids."""
+        prompt_ids, output_ids = continuation.completion.handle
+        keep = continuation.completion.text[: continuation.keep_chars]
+        if keep == continuation.completion.text:
+            kept_ids = list(output_ids)
+        else:  # longest run of generated tokens whose text is a prefix of `keep`, then the rest re-encoded
+            kept_ids, text = [], ""
+            for token in output_ids:
+                piece = self._tokenizer.decode([*kept_ids, token])
+                if not keep.startswith(piece):
+                    break
+                kept_ids.append(token)
+                text = piece
+            kept_ids += self._encode(keep[len(text) :]) if len(text) < len(keep) else []
+        return [*prompt_ids, *kept_ids, *self._encode(continuation.suffix)]
+
+    def continuation_logprobs(
+        self, continuations: Sequence[Continuation], choices: Sequence[str]
+    ) -> list[dict[str, float]]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        choice_ids = {choice: self._encode(choice + _CHOICE_CLOSE) for choice in choices}
+        requests: list[tuple[int, tuple[int, ...], list[int]]] = []  # (unit, prefix within choice, next ids)
+        for unit in range(len(continuations)):
+            for prefix, next_ids in _choice_trie(choice_ids).items():
+                requests.append((unit, prefix, next_ids))
+        contexts = [self._context_ids(c) for c in continuations]
+        prompts = [TokensPrompt(prompt_token_ids=contexts[u] + list(p)) for u, p, _ in requests]
+        params = [SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=ids) for _, _, ids in requests]
+        outputs = self._llm.generate(prompts, params, use_tqdm=False)
+        step_logprob: dict[tuple[int, tuple[int, ...], int], float] = {}
+        for (unit, prefix, next_ids), output in zip(requests, outputs, strict=True):
+            scored = output.outputs[0].logprobs[0]
+            for token in next_ids:
+                step_logprob[(unit, prefix, token)] = scored[token].logprob
+        results = []
+        for unit in range(len(continuations)):
+            totals = {}
+            for choice, ids in choice_ids.items():
+                totals[choice] = sum(step_logprob[(unit, tuple(ids[:i]), ids[i])] for i in range(len(ids)))
+            results.append(totals)
+        return results
+
+
+def _choice_trie(choice_ids: dict[str, list[int]]) -> dict[tuple[int, ...], list[int]]:
+    """Each distinct token prefix of the choices → the next token ids to score after it."""
+    trie: dict[tuple[int, ...], list[int]] = {}
+    for ids in choice_ids.values():
+        for i, token in enumerate(ids):
+            nexts = trie.setdefault(tuple(ids[:i]), [])
+            if token not in nexts:
+                nexts.append(token)
+    return trie
