@@ -197,7 +197,7 @@ def run(argv: Sequence[str] | None = None, engine_spec: EngineSpec | None = None
 
 def main() -> None:
     """Command-line entry point: logs to stderr, non-zero exit on failure."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     try:
         manifest = run()
     except Exception as exc:

@@ -37,11 +37,24 @@ class RunContext:
     settings: JudgeSettings
 
 
-class _EngineHolder:
-    """Weak-referenceable holder, as `Shared` requires."""
+class EngineHolder:
+    """Weak-referenceable holder of a loaded engine, as `Shared` requires; keep it to keep the engine."""
 
     def __init__(self, engine: VerdictEngine) -> None:
         self.engine = engine
+
+
+_SHARED_HANDLES: dict[str, shared.Shared] = {}
+
+
+def acquire_engine(spec: EngineSpec, generation: int = 0) -> EngineHolder:
+    """The process-wide engine for `spec`, built on first use (Beam's `Shared`: one per worker process).
+
+    Every DoFn instance, bundle and pipeline in the process gets the same engine while anyone holds it; a
+    new `generation` rebuilds it (after the engine died).
+    """
+    handle = _SHARED_HANDLES.setdefault(spec.cache_key, shared.Shared())
+    return handle.acquire(lambda: EngineHolder(spec.load()), tag=generation)
 
 
 class JudgeUnitsDoFn(beam.DoFn):
@@ -50,20 +63,19 @@ class JudgeUnitsDoFn(beam.DoFn):
     def __init__(self, engine_spec: EngineSpec, context: RunContext) -> None:
         self._spec = engine_spec
         self._context = context
-        self._shared = shared.Shared()
         self._generation = 0
-        self._engine: VerdictEngine | None = None
+        self._holder: EngineHolder | None = None
         self._units_done = 0
         self._batches = Metrics.counter("rsafe", "engine_batches")
         self._retries = Metrics.counter("rsafe", "engine_batch_retries")
         self._deduplicated = Metrics.counter("rsafe", "units_deduplicated")
 
-    def setup(self) -> None:
-        self._load_engine()
+    @property
+    def _engine(self) -> VerdictEngine:
+        return self._holder.engine
 
-    def _load_engine(self) -> None:
-        tag = f"{self._spec.cache_key}#{self._generation}"
-        self._engine = self._shared.acquire(lambda: _EngineHolder(self._spec.load()), tag=tag).engine
+    def setup(self) -> None:
+        self._holder = acquire_engine(self._spec, self._generation)
 
     def process(self, batch: Sequence[UnitGroup]) -> Iterator:
         groups = sorted(batch, key=lambda g: (g[1][0].policy_version, g[0]))
@@ -139,7 +151,7 @@ class JudgeUnitsDoFn(beam.DoFn):
         if "dead" in type(exc).__name__.lower() or "dead" in str(exc).lower():
             log.warning("engine is dead, rebuilding it")
             self._generation += 1
-            self._load_engine()
+            self._holder = acquire_engine(self._spec, self._generation)
 
 
 def unit_dead_letter(unit: ModerationUnit, kind: str, message: str) -> DeadLetter:

@@ -49,7 +49,8 @@ class VllmEngineSpec:
         model = self.resolved_model()
         kwargs: dict[str, Any] = dict(
             model=model,
-            dtype=self.dtype,
+            # The embedded model is saved dequantised in fp32; vLLM's `auto` would run it in bf16 on CPU.
+            dtype="float32" if self.model is None and self.dtype == "auto" else self.dtype,
             max_model_len=self.max_model_len,
             enforce_eager=self.enforce_eager,
             enable_prefix_caching=self.enable_prefix_caching,
