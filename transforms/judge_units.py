@@ -72,10 +72,10 @@ class JudgeUnitsDoFn(beam.DoFn):
 
     @property
     def _engine(self) -> VerdictEngine:
+        """The worker's engine, acquired on first use: a run with nothing left to judge never starts one."""
+        if self._holder is None:
+            self._holder = acquire_engine(self._spec, self._generation)
         return self._holder.engine
-
-    def setup(self) -> None:
-        self._holder = acquire_engine(self._spec, self._generation)
 
     def process(self, batch: Sequence[UnitGroup]) -> Iterator:
         groups = sorted(batch, key=lambda g: (g[1][0].policy_version, g[0]))

@@ -1,0 +1,309 @@
+"""Verdict quality on public safety benchmarks, measured through the nightly job itself.
+
+    python -m pipelines.evaluate --sets all --limit 50 --seed 0 --out results/eval [job options...]
+
+Converts the chosen sets (see `pipelines.benchmarks`) to canonical logs in `OUT/input/<set>.parquet`, runs
+`pipelines.moderate.run` once over all of them into `OUT/run` (one engine start), joins the verdicts of the
+unit matching each set's level to the gold labels (`OUT/joined.parquet`) and writes `OUT/results.md`,
+`OUT/results.json` and `OUT/f1.png`. Unknown options (`--engine`, `--model`, `--template`, `--verdict-mode`,
+`--max-tokens`, `--reasoning-budget`, ...) go to the job unchanged; `--seed` picks the sample and is also
+the job's sampling seed. `OUT/input` and `OUT/run` are rebuilt on every call unless `--resume` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+
+from pipelines import benchmarks, metrics
+from pipelines.moderate import run as run_job
+from policies import DEFAULT_POLICY_DIR
+from scripts.generate_sample_logs import write_canonical
+from transforms.engine import EngineSpec
+
+log = logging.getLogger("rsafe_batch.evaluate")
+EVAL_POLICY_DIR = benchmarks.REPO_ROOT / "policies" / "eval"
+EVAL_TENANTS_FILE = EVAL_POLICY_DIR / "tenants.yaml"
+PARSED = ("safe", "unsafe")
+GOLD_SCHEMA = {
+    "conversation_id": pl.String,
+    "set": pl.String,
+    "level": pl.String,
+    "index": pl.Int64,
+    "label": pl.String,
+}
+VERDICT_COLUMNS = ("unit", "outcome", "verdict", "verdict_source", "p_unsafe", "completion_tokens", "truncated_input")
+NOTES = (
+    "Answers are the `outcome` column (the model's own answer: safe/unsafe/parse_error/truncated), not `verdict` "
+    "(the decision after the P(unsafe) threshold and the tenant's on_parse_error rule).",
+    "P/R/F1/Acc count a parse_error, truncated or missing (dead-lettered) answer as wrong; "
+    "'F1 (unparsed dropped)' leaves those items out, as the RSafe authors do.",
+    "Rates are over the n sampled items. AUROC uses p_unsafe where present.",
+    "Wall time is the whole job run; a set's share is split by its number of judged units "
+    "(response-level conversations also get a prompt unit, which is judged but not scored).",
+)
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """The harness's own options, and the rest (passed to the job)."""
+    parser = argparse.ArgumentParser(prog="python -m pipelines.evaluate", description=__doc__.split("\n\n")[0])
+    parser.allow_abbrev = False
+    parser.add_argument(
+        "--sets", default="all", help="all, rsafe, or comma-separated names: " + ",".join(benchmarks.SETS)
+    )
+    parser.add_argument(
+        "--limit", type=int, default=None, help="items per set, sampled deterministically (default: all)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="sample seed (also the job's --seed)")
+    parser.add_argument("--out", default="results/eval", help="output folder (local)")
+    parser.add_argument("--benchmarks-dir", default=str(benchmarks.DEFAULT_BENCHMARKS_DIR))
+    parser.add_argument("--resume", action="store_true", help="keep OUT/run: only judge units not yet published")
+    args, job_args = parser.parse_known_args(argv)
+    if args.limit is not None and args.limit < 1:
+        parser.error("--limit must be >= 1")
+    for option in ("--input", "--output"):
+        if any(a == option or a.startswith(option + "=") for a in job_args):
+            parser.error(f"{option} is set by the harness")
+    return args, job_args
+
+
+def prepare_inputs(names: list[str], root: str, limit: int | None, seed: int, input_dir: Path) -> pl.DataFrame:
+    """Write each set's conversations to `input_dir/<set>.parquet`; return the gold table."""
+    gold: list[dict] = []
+    for name in names:
+        rows, labels = benchmarks.to_rows(name, benchmarks.load_set(name, root, limit, seed))
+        write_canonical(rows, input_dir / f"{name}.parquet")
+        gold += labels
+    return pl.DataFrame(gold, schema=GOLD_SCHEMA)
+
+
+def read_verdicts(run_dir: Path) -> pl.DataFrame | None:
+    """Every verdict row published under `run_dir/verdicts` (None if there is none)."""
+    files = sorted((run_dir / "verdicts").glob("tenant=*/date=*/*.parquet"))
+    return pl.concat([pl.read_parquet(f) for f in files], how="vertical_relaxed") if files else None
+
+
+def join_gold(gold: pl.DataFrame, verdicts: pl.DataFrame | None) -> pl.DataFrame:
+    """Gold rows left-joined to the verdict of the unit matching their level (null columns: no verdict)."""
+    if verdicts is None:
+        return gold.with_columns(*(pl.lit(None).alias(c) for c in VERDICT_COLUMNS))
+    matched = (
+        verdicts.join(gold.select("conversation_id", "level"), on="conversation_id")
+        .filter(pl.col("unit") == pl.col("level"))
+        .drop("level")
+    )
+    if matched["conversation_id"].is_duplicated().any():
+        raise RuntimeError("more than one verdict for a (conversation, unit): is OUT/run mixed with another run?")
+    return gold.join(matched, on="conversation_id", how="left").sort("set", "index")
+
+
+def _rate(count: int, n: int) -> float | None:
+    return count / n if n else None
+
+
+def set_metrics(rows: list[dict]) -> dict:
+    """Metrics of one set from its joined rows (gold `label` + the verdict's `outcome`, ... or nulls)."""
+    n = len(rows)
+    gold = [r["label"] == "unsafe" for r in rows]
+    outcomes = [r["outcome"] or "missing" for r in rows]
+    # Strict: an unparsed or missing answer is the wrong one.
+    strict = [o == "unsafe" if o in PARSED else not g for o, g in zip(outcomes, gold, strict=True)]
+    c = metrics.confusion(gold, strict)
+    kept = [(g, o == "unsafe") for g, o in zip(gold, outcomes, strict=True) if o in PARSED]
+    c_kept = metrics.confusion([g for g, _ in kept], [p for _, p in kept])
+    scored = [(g, r["p_unsafe"]) for g, r in zip(gold, rows, strict=True) if r["p_unsafe"] is not None]
+    result = {
+        "n": n,
+        "unsafe": c.positives,
+        "safe": c.negatives,
+        "confusion": {"tp": c.tp, "fp": c.fp, "fn": c.fn, "tn": c.tn},
+        "precision": metrics.precision(c),
+        "recall": metrics.recall(c),
+        "f1": metrics.f1(c),
+        "accuracy": metrics.accuracy(c),
+        "f1_unparsed_dropped": metrics.f1(c_kept),
+        "n_unparsed_dropped": n - len(kept),
+        "auroc": metrics.auroc([g for g, _ in scored], [s for _, s in scored]),
+        "auroc_n": len(scored),
+        "parse_error_rate": _rate(outcomes.count("parse_error"), n),
+        "truncation_rate": _rate(outcomes.count("truncated"), n),
+        "missing_rate": _rate(outcomes.count("missing"), n),
+        "forced_rate": _rate(sum(r["verdict_source"] == "forced" for r in rows), n),
+        "review_rate": _rate(sum(r["verdict"] == "review" for r in rows), n),
+        "input_cut_rate": _rate(sum(bool(r["truncated_input"]) for r in rows), n),
+        "mean_completion_tokens": metrics.mean(
+            [r["completion_tokens"] for r in rows if r["completion_tokens"] is not None]
+        ),
+    }
+    result["undefined"] = _reasons(result, c, scored)
+    return result
+
+
+def _reasons(result: dict, c: metrics.Confusion, scored: list[tuple[bool, float]]) -> dict[str, str]:
+    reasons = {}
+    if result["precision"] is None:
+        reasons["precision"] = "nothing predicted unsafe"
+    if not c.positives:
+        reasons["recall"] = reasons["f1"] = "no unsafe item in the sample (all safe)"
+    if result["f1_unparsed_dropped"] is None:
+        reasons["f1_unparsed_dropped"] = "no unsafe item among the parsed answers"
+    if result["auroc"] is None:
+        classes = {g for g, _ in scored}
+        reasons["auroc"] = "no p_unsafe" if not scored else f"one class only: {'unsafe' if True in classes else 'safe'}"
+    return reasons
+
+
+def evaluate(argv: list[str], engine_spec: EngineSpec | None = None) -> dict[str, dict]:
+    """Run the whole evaluation; returns the per-set metrics (also written to OUT/results.json).
+
+    `engine_spec` overrides the engine the options describe (tests pass the session's engine).
+    """
+    args, job_args = parse_args(argv)
+    names = benchmarks.resolve_sets(args.sets)
+    out = Path(args.out)
+    input_dir, run_dir = out / "input", out / "run"
+    for folder in (input_dir,) if args.resume else (input_dir, run_dir):
+        shutil.rmtree(folder, ignore_errors=True)
+    gold = prepare_inputs(names, args.benchmarks_dir, args.limit, args.seed, input_dir)
+    gold.write_parquet(out / "gold.parquet")
+    has_tenants = any(a.split("=")[0] == "--tenants" for a in job_args)
+    job_argv = ["--input", str(input_dir / "*.parquet"), "--output", str(run_dir), "--seed", str(args.seed)]
+    if not has_tenants:
+        job_argv += ["--tenants", str(EVAL_TENANTS_FILE), "--policies", str(DEFAULT_POLICY_DIR)]
+        job_argv += ["--policies", str(EVAL_POLICY_DIR)]
+    job_argv += job_args
+    log.info("evaluating %d set(s), %d items: moderate %s", len(names), gold.height, " ".join(job_argv))
+    started = time.monotonic()
+    manifest = run_job(job_argv, engine_spec=engine_spec)
+    wall_s = time.monotonic() - started
+    verdicts = read_verdicts(run_dir)
+    joined = join_gold(gold, verdicts)
+    joined.write_parquet(out / "joined.parquet")
+    units = _units_per_set(gold, verdicts)
+    total_units = sum(units.values())
+    per_set = {}
+    for name in names:
+        result = set_metrics(joined.filter(pl.col("set") == name).to_dicts())
+        spec = benchmarks.SETS[name]
+        result |= {"level": spec.level, "source": spec.source, "labels": spec.labels, "units": units.get(name, 0)}
+        result["wall_share_s"] = wall_s * units.get(name, 0) / total_units if total_units else None
+        per_set[name] = result
+    defined = [m["f1"] for m in per_set.values() if m["f1"] is not None]
+    report = {
+        "run": {
+            "run_id": manifest.run_id,
+            "model": manifest.model,
+            "template_version": manifest.template_version,
+            "job_argv": job_argv,
+            "evaluate_argv": list(argv),
+            "sets": names,
+            "limit": args.limit,
+            "seed": args.seed,
+            "benchmarks_dir": str(args.benchmarks_dir),
+            "wall_s": wall_s,
+            "units": total_units,
+            "dead_letters": manifest.error_counts,
+            "resumed": args.resume,
+        },
+        "macro_f1": metrics.mean(defined),
+        "sets": per_set,
+        "notes": list(NOTES),
+    }
+    (out / "results.json").write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    (out / "results.md").write_text(render_markdown(report), encoding="utf-8")
+    plot_f1(per_set, out / "f1.png")
+    return per_set
+
+
+def _units_per_set(gold: pl.DataFrame, verdicts: pl.DataFrame | None) -> dict[str, int]:
+    if verdicts is None:
+        return {}
+    counted = verdicts.join(gold.select("conversation_id", "set"), on="conversation_id").group_by("set").len()
+    return dict(zip(counted["set"], counted["len"], strict=True))
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def render_markdown(report: dict) -> str:
+    """The report as Markdown: a header, one table row per set, the n/a reasons and the notes."""
+    run = report["run"]
+    lines = [
+        "# Benchmark evaluation",
+        "",
+        f"- model: `{run['model']}`; run `{run['run_id']}`; template `{run['template_version']}`",
+        f"- job: `python -m pipelines.moderate {shlex.join(run['job_argv'])}`",
+        f"- sample: limit {run['limit'] or 'all'} per set, seed {run['seed']}; {run['units']} units judged;"
+        f" dead letters {run['dead_letters'] or 'none'}",
+        f"- wall time of the run: {run['wall_s']:.1f} s; macro F1 over sets where defined: {_num(report['macro_f1'])}",
+        "",
+        "| set | level | n | unsafe/safe | P | R | F1 | F1 (unparsed dropped) | Acc | AUROC | parse err | trunc "
+        "| missing | forced | input cut | mean compl. tok | units | wall share (s) |",
+        "|" + "---|" * 18,
+    ]
+    for name, m in report["sets"].items():
+        cells = [name, m["level"], m["n"], f"{m['unsafe']}/{m['safe']}"]
+        cells += [_num(m[k]) for k in ("precision", "recall", "f1", "f1_unparsed_dropped", "accuracy", "auroc")]
+        cells += [_pct(m[k]) for k in ("parse_error_rate", "truncation_rate", "missing_rate", "forced_rate")]
+        cells += [
+            _pct(m["input_cut_rate"]),
+            _num(m["mean_completion_tokens"], 1),
+            m["units"],
+            _num(m["wall_share_s"], 1),
+        ]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    reasons = [f"- {n}: {k} n/a ({why})" for n, m in report["sets"].items() for k, why in m["undefined"].items()]
+    lines += ["", "## n/a", "", *(reasons or ["- none"]), "", "## Notes", "", *(f"- {n}" for n in report["notes"])]
+    lines += ["", "## Sets", "", *(f"- {n}: `{m['source']}`; {m['labels']}" for n, m in report["sets"].items())]
+    return "\n".join(lines) + "\n"
+
+
+def plot_f1(per_set: dict[str, dict], path: Path) -> None:
+    """Bar chart: F1 (unparsed = wrong) per set, with its parse-error rate beside it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(per_set)
+    xs = range(len(names))
+    f1s = [per_set[n]["f1"] or 0.0 for n in names]
+    errors = [per_set[n]["parse_error_rate"] or 0.0 for n in names]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(names) + 2), 4.5))
+    ax.bar([x - 0.2 for x in xs], f1s, width=0.4, label="F1 (unparsed = wrong)")
+    ax.bar([x + 0.2 for x in xs], errors, width=0.4, label="parse-error rate")
+    for x, name in zip(xs, names, strict=True):
+        if per_set[name]["f1"] is None:
+            ax.text(x - 0.2, 0.02, "n/a", ha="center", fontsize=8)
+    ax.set_xticks(list(xs), names, rotation=35, ha="right")
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("unsafe = positive")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    """Command-line entry point: prints the Markdown report."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    argv = sys.argv[1:]
+    evaluate(argv)
+    print((Path(parse_args(argv)[0].out) / "results.md").read_text(encoding="utf-8"))
+
+
+if __name__ == "__main__":
+    main()
