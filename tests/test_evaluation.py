@@ -249,7 +249,8 @@ def test_fake_engine_evaluation_end_to_end(tmp_path: Path) -> None:
     for name in ("results.md", "results.json", "f1.png", "joined.parquet", "gold.parquet"):
         assert (out / name).is_file(), name
     assert all(m["n"] == 3 and m["missing_rate"] == 0 for m in per_set.values())
-    assert all(m["units"] == (6 if SETS[n].level == "response" else 3) for n, m in per_set.items())
+    # The eval tenants' policies judge only the unit each set is scored on: one unit per item.
+    assert all(m["units"] == 3 for m in per_set.values())
     joined = pl.read_parquet(out / "joined.parquet")
     assert joined.height == 3 * len(SETS) and (joined["unit"] == joined["level"]).all()
     report = json.loads((out / "results.json").read_text(encoding="utf-8"))
