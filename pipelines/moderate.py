@@ -25,7 +25,7 @@ from pipelines.options import ModerationOptions, judge_settings
 from policies import DEFAULT_POLICY_DIR, DEFAULT_TENANTS_FILE, PolicyRegistry, load_policy_registry
 from transforms.engine import EngineSpec
 from transforms.fake_engine import FakeEngineSpec
-from transforms.judge_units import JudgeUnitsDoFn, RunContext, group_units
+from transforms.judge_units import BatchPerKeyDoFn, JudgeUnitsDoFn, RunContext, group_units
 from transforms.read_logs import (
     CONVERSATIONS,
     DEAD_LETTER,
@@ -35,6 +35,7 @@ from transforms.read_logs import (
     match_input_files,
 )
 from transforms.units import MakeUnitsDoFn
+from transforms.verdict_cache import LookUpVerdictCache, VerdictCache, append_to_cache, open_cache
 from transforms.vllm_engine import VllmEngineSpec
 from transforms.write_partitions import WritePartitionsDoFn
 
@@ -56,6 +57,7 @@ class JobPlan:
     batch_size: int
     flush_rows: int
     done_keys: frozenset[str]
+    verdict_cache: VerdictCache | None = None  # --verdict-cache: judgements reused across runs
 
 
 class _SkipPublished(beam.DoFn):
@@ -79,7 +81,7 @@ def _count_verdict(row: dict) -> dict:
 
 
 def build_pipeline(pipeline: beam.Pipeline, plan: JobPlan) -> dict[str, beam.PCollection]:
-    """Logs in → verdict and dead-letter partitions out. Returns the verdict rows and dead-letter rows."""
+    """Logs in → verdict and dead-letter partitions out. Returns the verdict (judged, cached) and dead-letter rows."""
     read = pipeline | "Read" >> ReadConversations(plan.input_files, only_date=plan.only_date)
     _ = read[SKIPPED] | "CountSkipped" >> beam.Map(
         lambda c: accounting.count("rows_skipped", c.tenant_id, c.source_rows)
@@ -87,18 +89,29 @@ def build_pipeline(pipeline: beam.Pipeline, plan: JobPlan) -> dict[str, beam.PCo
     made = read[CONVERSATIONS] | "MakeUnits" >> beam.ParDo(
         MakeUnitsDoFn(plan.registry, plan.template, plan.context.model, plan.engine_spec)
     ).with_outputs(DEAD_LETTER, main="units")
-    judged = (
+    grouped = (
         made["units"]
         | "SkipPublished" >> beam.ParDo(_SkipPublished(plan.done_keys))
         | "KeyByContent" >> beam.WithKeys(lambda u: u.content_key)
         | "GroupIdentical" >> beam.GroupByKey()
+    )
+    # --verdict-cache: groups whose content was judged on an earlier run become rows at once; the rest are judged.
+    cache = grouped | "VerdictCache" >> LookUpVerdictCache(plan.verdict_cache, plan.context)
+    judged = (
+        cache["groups"]
         | "KeyByPolicy" >> beam.Map(lambda kv: (group_units(kv[1])[0].policy_version, (kv[0], group_units(kv[1]))))
-        | "BatchPerPolicy" >> beam.GroupIntoBatches(plan.batch_size)
-        | "DropKey" >> beam.Values()
+        | "BatchPerPolicy" >> beam.ParDo(BatchPerKeyDoFn(plan.batch_size))
         | "Judge" >> beam.ParDo(JudgeUnitsDoFn(plan.engine_spec, plan.context)).with_outputs(DEAD_LETTER, main="rows")
     )
+    append_to_cache(judged["rows"], plan.verdict_cache, plan.run_id)
+    # Judged and cached rows are written by separate steps, not a Flatten: on the FnApiRunner a Flatten makes
+    # its consumer wait for every input, so verdicts would be published only at the end (no resume after a kill).
     verdicts = judged["rows"] | "CountVerdicts" >> beam.Map(_count_verdict)
     _ = verdicts | "WriteVerdicts" >> beam.ParDo(
+        WritePartitionsDoFn(plan.output, plan.run_id, "verdicts", flush_rows=plan.flush_rows)
+    )
+    cached = cache["rows"] | "CountCachedVerdicts" >> beam.Map(_count_verdict)
+    _ = cached | "WriteCachedVerdicts" >> beam.ParDo(
         WritePartitionsDoFn(plan.output, plan.run_id, "verdicts", flush_rows=plan.flush_rows)
     )
     errors = (
@@ -107,7 +120,7 @@ def build_pipeline(pipeline: beam.Pipeline, plan: JobPlan) -> dict[str, beam.PCo
         | "CountDeadLetters" >> beam.ParDo(accounting.CountDeadLetters())
     )
     _ = errors | "WriteErrors" >> beam.ParDo(WritePartitionsDoFn(plan.output, plan.run_id, "errors"))
-    return {"verdicts": verdicts, "errors": errors}
+    return {"verdicts": verdicts, "cached_verdicts": cached, "errors": errors}
 
 
 def _engine_spec(options: ModerationOptions) -> EngineSpec:
@@ -142,6 +155,7 @@ def plan_job(options: ModerationOptions, engine_spec: EngineSpec | None = None) 
     model = getattr(engine_spec, "model", None) or _default_model_name(engine_spec)
     output = options.output.rstrip("/")
     run_id = options.run_id or dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+    context = RunContext(run_id=run_id, model=model, settings=settings)
     return JobPlan(
         input_files=tuple(match_input_files(options.input)),
         output=output,
@@ -150,10 +164,11 @@ def plan_job(options: ModerationOptions, engine_spec: EngineSpec | None = None) 
         registry=registry,
         template=options.template,
         engine_spec=engine_spec,
-        context=RunContext(run_id=run_id, model=model, settings=settings),
+        context=context,
         batch_size=options.batch_size,
         flush_rows=options.flush_rows,
         done_keys=frozenset(read_published_resume_keys(output)),
+        verdict_cache=open_cache(options.verdict_cache, context, engine_spec) if options.verdict_cache else None,
     )
 
 
@@ -198,6 +213,7 @@ def run(argv: Sequence[str] | None = None, engine_spec: EngineSpec | None = None
 def main() -> None:
     """Command-line entry point: logs to stderr, non-zero exit on failure."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)  # its INFO is per-transform type-hint chatter
     try:
         manifest = run()
     except Exception as exc:

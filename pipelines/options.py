@@ -79,6 +79,10 @@ class ModerationOptions(PipelineOptions):
             help="dead-letter conversations of tenants missing from the tenants file",
         )
         add("flush-rows", type=int, default=256, help="rows per published output file (at most)")
+        add(
+            "verdict-cache",
+            help="folder (local, gs://, s3://) of judgements kept across runs: content judged before is not re-run",
+        )
 
 
 def judge_settings(options: ModerationOptions) -> JudgeSettings:

@@ -19,7 +19,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _job(out: pathlib.Path) -> list[str]:
-    sample = str(REPO / "samples" / "logs" / "conversations-2026-11-26.parquet")
+    sample = str(REPO / "samples" / "logs" / "*.parquet")  # ~75 units in ~19 batches: time to kill mid-run
     return [
         sys.executable, "-m", "pipelines.moderate", "--input", sample, "--output", str(out),
         "--flush-rows", "2", "--batch-size", "4", "--max-tokens", "24", "--run-id", "{run}",

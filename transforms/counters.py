@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import functools
+
 from apache_beam.metrics import Metrics
 
 NAMESPACE = "accounting"
 
 
+@functools.lru_cache(maxsize=4096)
+def _counter(name: str):
+    # A DelegatingCounter finds the running bundle's metrics container at each inc(), so one object per name can
+    # be reused everywhere (as Beam recommends); building a new one per element cost ~5 µs of every count.
+    return Metrics.counter(NAMESPACE, name)
+
+
 def count(kind: str, tenant: str | None, amount: int = 1) -> None:
     """Add `amount` to the run's `kind` counter for `tenant` (call inside a DoFn)."""
-    Metrics.counter(NAMESPACE, f"{kind}|{tenant or '?'}").inc(amount)
+    _counter(f"{kind}|{tenant or '?'}").inc(amount)

@@ -85,6 +85,12 @@ class VerdictEngine(Protocol):
         """For each continuation point, log P(choice) of every choice as a full continuation there."""
         ...
 
+    def continue_text(
+        self, continuations: Sequence[Continuation], sampling: SamplingSettings, max_tokens: int, stop: Sequence[str]
+    ) -> list[str]:
+        """Generate on from each continuation point (e.g. the category codes after a forced verdict)."""
+        ...
+
 
 class EngineSpec(Protocol):
     """Picklable recipe for an engine: built once per worker process."""

@@ -106,3 +106,8 @@ class FakeEngine:
             probabilities = {"unsafe": p_unsafe, "safe": 1 - p_unsafe}
             results.append({c: math.log(probabilities.get(c, 1e-9)) for c in choices})
         return results
+
+    def continue_text(
+        self, continuations: Sequence[Continuation], sampling: SamplingSettings, max_tokens: int, stop: Sequence[str]
+    ) -> list[str]:
+        return [" U1, X9" if self._has(c.completion.handle, self.spec.unsafe_words) else " none" for c in continuations]

@@ -15,7 +15,10 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils import shared
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms.engine import EngineSpec, VerdictEngine
 from transforms.judging import Judgement, JudgeRequest, JudgeSettings, decide, judge_batch
@@ -68,11 +71,14 @@ class JudgeUnitsDoFn(beam.DoFn):
         self._units_done = 0
         self._batches = Metrics.counter("rsafe", "engine_batches")
         self._retries = Metrics.counter("rsafe", "engine_batch_retries")
+        self._rebuilds = Metrics.counter("rsafe", "engine_rebuilds")
         self._deduplicated = Metrics.counter("rsafe", "units_deduplicated")
 
-    @property
-    def _engine(self) -> VerdictEngine:
-        """The worker's engine, acquired on first use: a run with nothing left to judge never starts one."""
+    def _get_engine(self) -> VerdictEngine:
+        """The worker's engine, acquired on first use: a run with nothing left to judge never starts one.
+
+        (A method, not a property: Beam inspects DoFn attributes while translating the pipeline.)
+        """
         if self._holder is None:
             self._holder = acquire_engine(self._spec, self._generation)
         return self._holder.engine
@@ -114,21 +120,26 @@ class JudgeUnitsDoFn(beam.DoFn):
         return (
             f"{unit.source_file} conversation {unit.conversation_id!r} {unit.unit} turn {unit.turn_index}: "
             f"prompt plus {self._needed_tokens(unit)} generation tokens exceeds the model context of "
-            f"{self._engine.max_context_tokens} tokens even after the policy's context budget"
+            f"{self._get_engine().max_context_tokens} tokens even after the policy's context budget"
         )
 
     def _split_too_long(self, groups: list[UnitGroup]) -> tuple[list[UnitGroup], list[ModerationUnit]]:
-        lengths = self._engine.count_prompt_tokens([units[0].prompt for _, units in groups])
+        lengths = self._get_engine().count_prompt_tokens([units[0].prompt for _, units in groups])
         fitting, too_long = [], []
         for group, length in zip(groups, lengths, strict=True):
-            if length + self._needed_tokens(group[1][0]) > self._engine.max_context_tokens:
+            if length + self._needed_tokens(group[1][0]) > self._get_engine().max_context_tokens:
                 too_long += list(group[1])
             else:
                 fitting.append(group)
         return fitting, too_long
 
-    def _judge_with_retries(self, groups: list[UnitGroup]) -> list[tuple[UnitGroup, Judgement | Exception]]:
-        """Judge the groups; a failing batch is retried in halves, down to the single group that fails."""
+    def _judge_with_retries(
+        self, groups: list[UnitGroup], after_rebuild: bool = False
+    ) -> list[tuple[UnitGroup, Judgement | Exception]]:
+        """Judge the groups; a failing batch is retried in halves, down to the single group that fails.
+
+        When the engine itself died, it is rebuilt and the same batch tried once more before any splitting.
+        """
         if not groups:
             return []
         self._batches.inc()
@@ -136,22 +147,26 @@ class JudgeUnitsDoFn(beam.DoFn):
             JudgeRequest(units[0].prompt, units[0].reasoning_budget, units[0].allowed_codes) for _, units in groups
         ]
         try:
-            return list(zip(groups, judge_batch(self._engine, requests, self._context.settings), strict=True))
+            return list(zip(groups, judge_batch(self._get_engine(), requests, self._context.settings), strict=True))
         except Exception as exc:
             log.warning("engine failed on a batch of %d: %s", len(groups), exc)
-            self._recover_engine_if_dead(exc)
+            if not after_rebuild and self._rebuild_engine_if_dead(exc):
+                return self._judge_with_retries(groups, after_rebuild=True)
             if len(groups) == 1:
                 return [(groups[0], exc)]
             self._retries.inc()
             middle = len(groups) // 2
             return self._judge_with_retries(groups[:middle]) + self._judge_with_retries(groups[middle:])
 
-    def _recover_engine_if_dead(self, exc: Exception) -> None:
-        """A dead engine (its process gone) is rebuilt; an error in one request leaves it as it is."""
-        if "dead" in type(exc).__name__.lower() or "dead" in str(exc).lower():
-            log.warning("engine is dead, rebuilding it")
-            self._generation += 1
-            self._holder = acquire_engine(self._spec, self._generation)
+    def _rebuild_engine_if_dead(self, exc: Exception) -> bool:
+        """Rebuild a dead engine (vLLM's `EngineDeadError`: its core process is gone); True if rebuilt."""
+        if "dead" not in type(exc).__name__.lower():
+            return False
+        log.warning("engine is dead (%s), rebuilding it", type(exc).__name__)
+        self._generation += 1
+        self._holder = acquire_engine(self._spec, self._generation)
+        self._rebuilds.inc()
+        return True
 
 
 def unit_dead_letter(unit: ModerationUnit, kind: str, message: str) -> DeadLetter:
@@ -175,6 +190,7 @@ def verdict_row(
     context: RunContext,
     processed_at: dt.datetime,
     deduplicated: bool,
+    from_cache: bool = False,
 ) -> dict:
     """One output row: the unit, what the engine said, the tenant's decision, and how it was produced."""
     on_unparsed = unit.on_truncated if judgement.outcome == "truncated" else unit.on_parse_error
@@ -199,6 +215,7 @@ def verdict_row(
         "truncated_input": unit.truncated_input,
         "context_turns_dropped": unit.context_turns_dropped,
         "deduplicated": deduplicated,
+        "from_cache": from_cache,
         "model": context.model,
         "policy_id": unit.policy_id,
         "policy_version": unit.policy_version,
@@ -210,6 +227,35 @@ def verdict_row(
         "run_id": context.run_id,
         "processed_at": processed_at,
     }
+
+
+class BatchPerKeyDoFn(beam.DoFn):
+    """(key, value) → lists of up to `batch_size` values sharing a key, emitted as soon as they are full.
+
+    Like `GroupIntoBatches` without state or timers: batches never mix keys (one policy per engine call keeps
+    its prefix hot), full batches flow downstream at once (verdicts are published while the run goes on),
+    and what is left is emitted when the bundle finishes.
+    """
+
+    def __init__(self, batch_size: int) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self._batch_size = batch_size
+
+    def start_bundle(self) -> None:
+        self._buffers: dict[object, list] = {}
+
+    def process(self, element: tuple[object, object]) -> Iterator[list]:
+        key, value = element
+        buffer = self._buffers.setdefault(key, [])
+        buffer.append(value)
+        if len(buffer) >= self._batch_size:
+            yield self._buffers.pop(key)
+
+    def finish_bundle(self) -> Iterator[WindowedValue]:
+        for batch in self._buffers.values():
+            yield WindowedValue(batch, MIN_TIMESTAMP, [GlobalWindow()])
+        self._buffers = {}
 
 
 def group_units(units: Iterable[ModerationUnit]) -> list[ModerationUnit]:

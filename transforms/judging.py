@@ -121,7 +121,8 @@ def judge_batch(engine: VerdictEngine, requests: Sequence[JudgeRequest], setting
             prompts, settings.sampling, budgets, assistant_prefix=THINK_OPEN, stop=[THINK_CLOSE]
         )
         forced = _force_verdicts(engine, completions)
-        return [_forced_judgement(c, f, budget) for c, f, budget in zip(completions, forced, budgets, strict=True)]
+        judgements = [_forced_judgement(c, f, b) for c, f, b in zip(completions, forced, budgets, strict=True)]
+        return _add_forced_categories(engine, requests, completions, judgements, settings)
 
     limit = settings.sampling.max_tokens
     completions = engine.complete(prompts, settings.sampling, [limit] * len(prompts))
@@ -159,6 +160,38 @@ def judge_batch(engine: VerdictEngine, requests: Sequence[JudgeRequest], setting
                 unknown_categories=tuple(categories[1]),
             )
         )
+    return _add_forced_categories(engine, requests, completions, judgements, settings)
+
+
+CATEGORIES_CUE = "\nCategories:"
+_CATEGORY_TOKENS = 24
+
+
+def _add_forced_categories(
+    engine: VerdictEngine,
+    requests: Sequence[JudgeRequest],
+    completions: Sequence[Completion],
+    judgements: list[Judgement],
+    settings: JudgeSettings,
+) -> list[Judgement]:
+    """With the categories template, ask forced verdicts decided unsafe for their category codes (phase 3).
+
+    The model continues after its own thought, the forced box and a `Categories:` cue; codes are kept only
+    if the tenant's policy has them (the rest are counted as unknown).
+    """
+    if not settings.extract_categories:
+        return judgements
+    wanted = [i for i, j in enumerate(judgements) if j.verdict_source == "forced" and j.p_unsafe >= settings.threshold]
+    if not wanted:
+        return judgements
+    continuations = []
+    for i in wanted:
+        keep, suffix = verdict_opening(completions[i].text)
+        continuations.append(Continuation(completions[i], keep, suffix + "unsafe}" + CATEGORIES_CUE))
+    texts = engine.continue_text(continuations, settings.sampling, _CATEGORY_TOKENS, stop=["\n"])
+    for i, text in zip(wanted, texts, strict=True):
+        known, unknown = parse_categories(BOX_OPEN + "unsafe}" + CATEGORIES_CUE + text, requests[i].allowed_codes)
+        judgements[i] = dataclasses.replace(judgements[i], categories=tuple(known), unknown_categories=tuple(unknown))
     return judgements
 
 

@@ -53,6 +53,9 @@ _CATEGORIES_ASK = (
 _TAG = re.compile(r"<(\s*/?\s*(?:think|begin|end)\b[^<>\n]*)>", re.IGNORECASE)
 _BOXED = re.compile(r"\\+\s*boxed", re.IGNORECASE)
 _SPEAKER_TAG = re.compile(r"(?im)^(\s*)(user|agent|assistant|system)(\s*):")
+# Chat-template special tokens (`<|im_end|>`, `<|im_start|>`, `<|eot_id|>` …): the engine tokenises the chat-
+# templated text with special tokens parsed, so content spelling one would end the user turn and fake a reply.
+_SPECIAL_TOKEN = re.compile(r"<\|([^<>\n]*?)\|>")
 _OMITTED = "[… {n} characters omitted …]"
 
 
@@ -68,9 +71,11 @@ def neutralize_content(text: str) -> str:
     """Defuse template delimiters inside message content, keeping the text readable.
 
     `<think>`/`<BEGIN …>`-style tags get guillemets instead of angle brackets, `\\boxed` loses its backslash,
-    and a line that starts with a speaker tag (`Agent:`) gets a full-width colon, so content can neither end
-    the thought, open a verdict box, close the conversation block nor fake a turn.
+    a line that starts with a speaker tag (`Agent:`) gets a full-width colon, and chat-template special tokens
+    (`<|im_end|>`) get guillemets, so content can neither end the thought, open a verdict box, close the
+    conversation block, fake a turn nor leave the user message.
     """
+    text = _SPECIAL_TOKEN.sub(lambda m: f"‹|{m.group(1)}|›", text)
     text = _TAG.sub(lambda m: f"‹{m.group(1)}›", text)
     text = _BOXED.sub("[boxed]", text)
     return _SPEAKER_TAG.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3)}：", text)

@@ -158,6 +158,23 @@ class VllmEngine:
             kept_ids += self._encode(keep[len(text) :]) if len(text) < len(keep) else []
         return [*prompt_ids, *kept_ids, *self._encode(continuation.suffix)]
 
+    def continue_text(
+        self, continuations: Sequence[Continuation], sampling: SamplingSettings, max_tokens: int, stop: Sequence[str]
+    ) -> list[str]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        params = SamplingParams(
+            max_tokens=max_tokens,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            repetition_penalty=sampling.repetition_penalty,
+            seed=sampling.seed,
+            stop=list(stop) or None,
+        )
+        prompts = [TokensPrompt(prompt_token_ids=self._context_ids(c)) for c in continuations]
+        return [o.outputs[0].text for o in self._llm.generate(prompts, params, use_tqdm=False)]
+
     def continuation_logprobs(
         self, continuations: Sequence[Continuation], choices: Sequence[str]
     ) -> list[dict[str, float]]:

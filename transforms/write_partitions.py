@@ -44,6 +44,7 @@ VERDICT_SCHEMA = pa.schema(
         ("truncated_input", pa.bool_()),
         ("context_turns_dropped", pa.int32()),
         ("deduplicated", pa.bool_()),
+        ("from_cache", pa.bool_()),  # judgement reused from the --verdict-cache store
         ("model", pa.string()),
         ("policy_id", pa.string()),
         ("policy_version", pa.string()),
@@ -120,15 +121,23 @@ class WritePartitionsDoFn(beam.DoFn):
         self._schema = VERDICT_SCHEMA if kind == "verdicts" else ERROR_SCHEMA
         self._written = Metrics.counter("rsafe", f"{kind}_rows_written")
         self._files = Metrics.counter("rsafe", f"{kind}_files_written")
+        self._folders: dict[tuple[str, ...], str] = {}  # partition key → folder path
 
     def start_bundle(self) -> None:
         self._buffers: dict[str, list[dict]] = defaultdict(list)
         self._last_flush = time.monotonic()
 
     def _folder(self, row: dict) -> str:
+        # Memoised per DoFn instance: joining the partition path per row was ~15 µs of every row written.
         if self._kind == "verdicts":
-            return verdict_partition(self._output, row["tenant_id"], row["date"])
-        return error_partition(self._output, row["recorded_at"].strftime("%Y-%m-%d"))
+            key = (row["tenant_id"], row["date"])
+            make = verdict_partition
+        else:
+            key = (row["recorded_at"].strftime("%Y-%m-%d"),)
+            make = error_partition
+        if key not in self._folders:
+            self._folders[key] = make(self._output, *key)
+        return self._folders[key]
 
     def process(self, row: dict) -> Iterator[str]:
         if self._kind == "errors":
