@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import header, markdown_table, quiet_logs, write_json  # noqa: E402
+from benchmarks.common import header, markdown_table, quiet_logs, write_json
 
 
 def _prompts(n: int, count_tokens) -> list[str]:
@@ -49,6 +49,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=64, help="units (prompts)")
     parser.add_argument("--budget", type=int, default=64, help="phase-1 reasoning tokens")
+    parser.add_argument("--block-size", type=int, default=None, help="KV block size (default: the job's)")
     parser.add_argument("--smoke", action="store_true", help="tiny run (4 prompts, budget 8)")
     parser.add_argument("--out", help="JSON results path")
     args = parser.parse_args()
@@ -64,12 +65,12 @@ def main() -> None:
     from transforms.judging import THINK_CLOSE, THINK_OPEN, p_unsafe_from_logprobs, verdict_opening
     from transforms.vllm_engine import VllmEngineSpec
 
-    spec = VllmEngineSpec()
+    spec = VllmEngineSpec() if args.block_size is None else VllmEngineSpec(block_size=args.block_size)
     started = time.perf_counter()
     engine = spec.load()
     start_s = time.perf_counter() - started
     prompts = _prompts(args.n, spec.load_token_counter())
-    engine.complete(prompts[:2], SamplingSettings(), [4])  # warm-up: first-call kernel set-up
+    engine.complete(prompts[:2], SamplingSettings(), [4, 4])  # warm-up: first-call kernel set-up
 
     started = time.perf_counter()
     completions = engine.complete(

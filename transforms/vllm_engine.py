@@ -33,6 +33,9 @@ class VllmEngineSpec:
     max_num_seqs: int = 256
     enable_prefix_caching: bool = True
     seed: int = 0
+    # KV block size; only full blocks are prefix-cached, so phase 2 recomputes up to block_size-1 tokens per
+    # scoring request. The CPU backend's default is 128; None keeps the platform default.
+    block_size: int | None = 32
 
     @property
     def cache_key(self) -> str:
@@ -57,6 +60,8 @@ class VllmEngineSpec:
             max_num_seqs=self.max_num_seqs,
             seed=self.seed,
         )
+        if self.block_size is not None:
+            kwargs["block_size"] = self.block_size
         if _is_cpu_build():
             kwargs["kv_cache_memory_bytes"] = int(self.kv_cache_gib * (1 << 30))
         log.info("starting vLLM engine: %s", kwargs)
@@ -110,22 +115,10 @@ class VllmEngine:
         assistant_prefix: str = "",
         stop: Sequence[str] = (),
     ) -> list[Completion]:
-        from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
         prompts = [self._prompt_ids(m, assistant_prefix) for m in user_messages]
-        params = [
-            SamplingParams(
-                max_tokens=limit,
-                temperature=sampling.temperature,
-                top_p=sampling.top_p,
-                repetition_penalty=sampling.repetition_penalty,
-                seed=sampling.seed,
-                stop=list(stop) or None,
-                include_stop_str_in_output=True,
-            )
-            for limit in max_tokens
-        ]
+        params = [_sampling_params(sampling, limit, stop, include_stop=True) for limit in max_tokens]
         outputs = self._llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in prompts], params, use_tqdm=False)
         completions = []
         for ids, output in zip(prompts, outputs, strict=True):
@@ -161,17 +154,9 @@ class VllmEngine:
     def continue_text(
         self, continuations: Sequence[Continuation], sampling: SamplingSettings, max_tokens: int, stop: Sequence[str]
     ) -> list[str]:
-        from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        params = SamplingParams(
-            max_tokens=max_tokens,
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            repetition_penalty=sampling.repetition_penalty,
-            seed=sampling.seed,
-            stop=list(stop) or None,
-        )
+        params = _sampling_params(sampling, max_tokens, stop, include_stop=False)
         prompts = [TokensPrompt(prompt_token_ids=self._context_ids(c)) for c in continuations]
         return [o.outputs[0].text for o in self._llm.generate(prompts, params, use_tqdm=False)]
 
@@ -202,6 +187,21 @@ class VllmEngine:
                 totals[choice] = sum(step_logprob[(unit, tuple(ids[:i]), ids[i])] for i in range(len(ids)))
             results.append(totals)
         return results
+
+
+def _sampling_params(sampling: SamplingSettings, max_tokens: int, stop: Sequence[str], include_stop: bool) -> Any:
+    """vLLM `SamplingParams` for the run's sampling settings."""
+    from vllm import SamplingParams
+
+    return SamplingParams(
+        max_tokens=max_tokens,
+        temperature=sampling.temperature,
+        top_p=sampling.top_p,
+        repetition_penalty=sampling.repetition_penalty,
+        seed=sampling.seed,
+        stop=list(stop) or None,
+        include_stop_str_in_output=include_stop,
+    )
 
 
 def _choice_trie(choice_ids: dict[str, list[int]]) -> dict[tuple[int, ...], list[int]]:
