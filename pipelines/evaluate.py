@@ -48,7 +48,7 @@ NOTES = (
     "'F1 (unparsed dropped)' leaves those items out, as the RSafe authors do.",
     "Rates are over the n sampled items. AUROC uses p_unsafe where present.",
     "Wall time is the whole job run; a set's share is split by its number of judged units "
-    "(response-level conversations also get a prompt unit, which is judged but not scored).",
+    "(the eval tenants' policies judge only the unit each set is scored on).",
 )
 
 

@@ -2,9 +2,11 @@
 
 Prompts go through the model's chat template and are sent as token ids, so a continuation (phase 2) is the
 exact token sequence of phase 1 plus a suffix and hits vLLM's prefix cache instead of being re-tokenised.
-Verdict probabilities are computed over full continuations (`safe}` / `unsafe}`, whatever their tokenisation)
-by teacher forcing: one single-token request per distinct token prefix, asking only for the log-probability of
-the next token of each choice (`logprob_token_ids`), all sharing the cached context.
+Verdict probabilities are computed over the full words (`safe` / `unsafe`, whatever their tokenisation) by
+teacher forcing: one single-token request per distinct token prefix of the choices, asking only for the
+log-probability of the next token of each choice (`logprob_token_ids`), all sharing the cached context. With
+SmolLM2's vocabulary that is two requests per unit (`safe` | `uns`, then `afe` after `uns`). Each request costs
+about one engine step whatever its size, so the closing `}` is not scored (it would double the requests).
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from transforms.engine import Completion, Continuation, SamplingSettings
 
 log = logging.getLogger(__name__)
 
-_CHOICE_CLOSE = "}"  # scored with the choice so `safe` cannot win by being the start of `safety`
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,7 +167,7 @@ class VllmEngine:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        choice_ids = {choice: self._encode(choice + _CHOICE_CLOSE) for choice in choices}
+        choice_ids = {choice: self._encode(choice) for choice in choices}
         requests: list[tuple[int, tuple[int, ...], list[int]]] = []  # (unit, prefix within choice, next ids)
         for unit in range(len(continuations)):
             for prefix, next_ids in _choice_trie(choice_ids).items():
