@@ -14,7 +14,7 @@ import datetime as dt
 import logging
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
@@ -25,7 +25,7 @@ from pipelines.options import ModerationOptions, judge_settings
 from policies import DEFAULT_POLICY_DIR, DEFAULT_TENANTS_FILE, PolicyRegistry, load_policy_registry
 from transforms.engine import EngineSpec
 from transforms.fake_engine import FakeEngineSpec
-from transforms.judge_units import BatchPerKeyDoFn, JudgeUnitsDoFn, RunContext, group_units
+from transforms.judge_units import BatchPerKeyDoFn, JudgeUnitsDoFn, RunContext, UnitGroup, group_units
 from transforms.read_logs import (
     CONVERSATIONS,
     DEAD_LETTER,
@@ -34,6 +34,7 @@ from transforms.read_logs import (
     count_rows_in_file,
     match_input_files,
 )
+from transforms.records import ModerationUnit
 from transforms.units import MakeUnitsDoFn
 from transforms.verdict_cache import LookUpVerdictCache, VerdictCache, append_to_cache, open_cache
 from transforms.vllm_engine import VllmEngineSpec
@@ -80,6 +81,13 @@ def _count_verdict(row: dict) -> dict:
     return row
 
 
+def _key_by_policy(keyed_units: tuple[str, Iterable[ModerationUnit]]) -> tuple[str, UnitGroup]:
+    """(content key, units) → (policy version, (content key, units in judging order)) for per-policy batches."""
+    content_key, units = keyed_units
+    ordered = group_units(units)
+    return ordered[0].policy_version, (content_key, ordered)
+
+
 def build_pipeline(pipeline: beam.Pipeline, plan: JobPlan) -> dict[str, beam.PCollection]:
     """Logs in → verdict and dead-letter partitions out. Returns the verdict (judged, cached) and dead-letter rows."""
     read = pipeline | "Read" >> ReadConversations(plan.input_files, only_date=plan.only_date)
@@ -99,7 +107,7 @@ def build_pipeline(pipeline: beam.Pipeline, plan: JobPlan) -> dict[str, beam.PCo
     cache = grouped | "VerdictCache" >> LookUpVerdictCache(plan.verdict_cache, plan.context)
     judged = (
         cache["groups"]
-        | "KeyByPolicy" >> beam.Map(lambda kv: (group_units(kv[1])[0].policy_version, (kv[0], group_units(kv[1]))))
+        | "KeyByPolicy" >> beam.Map(_key_by_policy)
         | "BatchPerPolicy" >> beam.ParDo(BatchPerKeyDoFn(plan.batch_size))
         | "Judge" >> beam.ParDo(JudgeUnitsDoFn(plan.engine_spec, plan.context)).with_outputs(DEAD_LETTER, main="rows")
     )
