@@ -9,6 +9,8 @@ which would try to download its binary. Any other runner (Dataflow, Flink, Spark
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -140,6 +142,7 @@ def _engine_spec(options: ModerationOptions) -> EngineSpec:
         max_model_len=options.max_model_len,
         enforce_eager=options.enforce_eager,
         kv_cache_gib=options.kv_cache_gib,
+        block_size=options.block_size,
         max_num_seqs=options.max_num_seqs,
         seed=options.seed,
     )
@@ -197,9 +200,25 @@ def _runner(options: PipelineOptions):
     return name
 
 
+def reject_unknown_args(argv: Sequence[str]) -> None:
+    """A misspelt option is an error, not something Beam silently discards."""
+    parser = argparse.ArgumentParser(allow_abbrev=False, add_help=False)
+    pending = list(PipelineOptions.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        pending += cls.__subclasses__()
+        with contextlib.suppress(argparse.ArgumentError):  # an option two Beam option classes both declare
+            cls._add_argparse_args(parser)
+    _, unknown = parser.parse_known_args(list(argv))
+    if unknown:
+        raise ValueError(f"unknown option(s): {' '.join(unknown)} (see python -m pipelines.moderate --help)")
+
+
 def run(argv: Sequence[str] | None = None, engine_spec: EngineSpec | None = None) -> RunManifest:
     """Run the job; returns its manifest. Raises when the run fails or its accounting does not hold."""
-    options = PipelineOptions(list(argv) if argv is not None else sys.argv[1:])
+    argv = list(argv) if argv is not None else sys.argv[1:]
+    reject_unknown_args(argv)
+    options = PipelineOptions(argv)
     job = options.view_as(ModerationOptions)
     plan = plan_job(job, engine_spec)
     manifest = RunManifest.start(plan, options.get_all_options(drop_default=True))
@@ -218,8 +237,21 @@ def run(argv: Sequence[str] | None = None, engine_spec: EngineSpec | None = None
     return manifest
 
 
+def print_help() -> None:
+    """The job's own options (Beam's runner options are accepted too; see Beam's docs)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.moderate", description=__doc__.strip().splitlines()[0], allow_abbrev=False
+    )
+    ModerationOptions._add_argparse_args(parser)
+    parser.add_argument("--runner", help="Beam runner (default: the in-process FnApiRunner)")
+    parser.print_help()
+
+
 def main() -> None:
     """Command-line entry point: logs to stderr, non-zero exit on failure."""
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        print_help()
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
     logging.getLogger("apache_beam").setLevel(logging.WARNING)  # its INFO is per-transform type-hint chatter
     try:

@@ -63,6 +63,7 @@ class ModerationOptions(PipelineOptions):
         )
         parser.add_argument("--no-enforce-eager", "--no_enforce_eager", dest="enforce_eager", action="store_false")
         add("kv-cache-gib", type=float, default=1.0, help="KV cache size on the CPU engine, GiB")
+        add("block-size", type=int, default=32, help="KV block size (prefix caching reuses whole blocks)")
         add("max-num-seqs", type=int, default=256, help="engine's concurrent sequences")
         add("batch-size", type=int, default=64, help="units per engine call")
         add("verdict-mode", default="auto", choices=VERDICT_MODES)

@@ -1,0 +1,46 @@
+"""Options are validated before anything runs: typos, bad values, missing inputs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from pipelines.moderate import reject_unknown_args, run
+from transforms.read_logs import InputError
+
+
+def test_misspelt_option_is_an_error_naming_it():
+    with pytest.raises(ValueError, match="--max-tokns"):
+        reject_unknown_args(["--input", "x.parquet", "--max-tokns", "5"])
+
+
+def test_beam_runner_options_are_accepted():
+    reject_unknown_args(["--runner", "DirectRunner", "--direct_num_workers", "2", "--temp_location", "gs://b/t"])
+
+
+def test_pattern_matching_nothing_fails_before_running(tmp_path):
+    with pytest.raises(InputError, match="nothing-here"):
+        run(["--input", str(tmp_path / "nothing-here-*.parquet"), "--output", str(tmp_path), "--engine", "fake"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--review-band", "0.8,0.2"], "review_band"),
+        (["--threshold", "1.5"], "threshold"),
+        (["--batch-size", "0"], "batch-size"),
+    ],
+)
+def test_bad_values_fail_with_the_field_named(tmp_path, argv, message):
+    base = ["--input", "samples/logs/*.parquet", "--output", str(tmp_path), "--engine", "fake"]
+    with pytest.raises(ValueError, match=message):
+        run(base + argv)
+
+
+def test_help_lists_the_jobs_options():
+    done = subprocess.run([sys.executable, "-m", "pipelines.moderate", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0
+    for option in ("--verdict-mode", "--review-band", "--reasoning-budget", "--policies", "--date"):
+        assert option in done.stdout
