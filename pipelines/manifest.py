@@ -59,6 +59,7 @@ class RunManifest:
     template_version: str
     input_files: list[str]
     policies: dict[str, str]
+    judge_settings: dict[str, Any] = dataclasses.field(default_factory=dict)  # mode, threshold, review band, ...
     status: str = "running"
     finished_at: str | None = None
     rows_read: int | None = None
@@ -83,6 +84,7 @@ class RunManifest:
             template_version=template_version(plan.template),
             input_files=list(plan.input_files),
             policies=used,
+            judge_settings=dataclasses.asdict(plan.context.settings),
         )
         manifest.write()
         return manifest

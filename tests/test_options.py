@@ -44,3 +44,10 @@ def test_help_lists_the_jobs_options():
     assert done.returncode == 0
     for option in ("--verdict-mode", "--review-band", "--reasoning-budget", "--policies", "--date"):
         assert option in done.stdout
+
+
+def test_manifest_records_the_decision_settings(tmp_path):
+    argv = ["--input", "samples/logs/*.parquet", "--output", str(tmp_path), "--engine", "fake"]
+    manifest = run([*argv, "--review-band", "0.35,0.65", "--threshold", "0.4"])
+    assert manifest.judge_settings["review_band"] == (0.35, 0.65)
+    assert manifest.judge_settings["threshold"] == 0.4 and manifest.judge_settings["verdict_mode"] == "auto"
