@@ -33,34 +33,23 @@ from transforms.judge_units import RunContext, group_units, verdict_row
 from transforms.judging import Judgement
 from transforms.records import ModerationUnit
 from transforms.units import stable_key
-from transforms.write_partitions import publish_table
+from transforms.write_partitions import VERDICT_SCHEMA, publish_table
 
 CACHED_ROWS = "cached_rows"
 _TS = pa.timestamp("us", tz="UTC")
+_FROM_VERDICTS = (
+    "content_key", "outcome", "verdict_source", "p_unsafe", "categories", "unknown_categories", "reasoning",
+    "raw_output", "finish_reason", "prompt_tokens", "completion_tokens", "token_budget", "model", "policy_id",
+    "policy_version", "template_version", "verdict_mode", "run_id",  # run_id: the run that judged it
+)  # fmt: skip
 CACHE_SCHEMA = pa.schema(
     [
-        ("content_key", pa.string()),
-        ("settings_key", pa.string()),
-        ("outcome", pa.string()),
-        ("verdict_source", pa.string()),
-        ("p_unsafe", pa.float64()),
-        ("categories", pa.list_(pa.string())),
-        ("unknown_categories", pa.list_(pa.string())),
-        ("reasoning", pa.string()),
-        ("raw_output", pa.string()),
-        ("finish_reason", pa.string()),
-        ("prompt_tokens", pa.int32()),
-        ("completion_tokens", pa.int32()),
-        ("token_budget", pa.int32()),
-        ("model", pa.string()),
-        ("policy_id", pa.string()),
-        ("policy_version", pa.string()),
-        ("template_version", pa.string()),
-        ("verdict_mode", pa.string()),
-        ("run_id", pa.string()),  # the run that judged it
-        ("cached_at", _TS),
+        pa.field("settings_key", pa.string()),
+        *(VERDICT_SCHEMA.field(name) for name in _FROM_VERDICTS),
+        pa.field("cached_at", _TS),
     ]
 )
+"""A cache entry: the verdict columns that describe a judgement, plus what it was judged under and when."""
 _JUDGEMENT_FIELDS = (
     "outcome",
     "verdict_source",
