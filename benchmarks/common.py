@@ -198,3 +198,64 @@ def verdict_rows(output: str | Path) -> list[dict]:
 
     files = sorted(Path(output, "verdicts").rglob("*.parquet"))
     return [row for path in files for row in pq.read_table(path).to_pylist()]
+
+
+def tree_cpu_seconds() -> float:
+    """CPU seconds used so far by this process and its live descendants (vLLM's engine-core and worker processes).
+
+    Deltas of this are the work a measurement cost the machine, which other load inflates far less than wall time.
+    """
+    try:
+        import psutil
+    except ImportError:  # psutil comes with vLLM; without it, this process only
+        return cpu_seconds()
+    me = psutil.Process()
+    total = cpu_seconds()
+    for child in me.children(recursive=True):
+        try:
+            times = child.cpu_times()
+            total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def recording_fake_engine_spec():
+    """A fake-engine spec whose engine keeps every `complete` call's prompts (to see how the job batches)."""
+    import dataclasses
+
+    from transforms.fake_engine import FakeEngine, FakeEngineSpec
+
+    class RecordingFakeEngine(FakeEngine):
+        def __init__(self, spec) -> None:
+            super().__init__(spec)
+            self.calls: list[list[str]] = []
+
+        def complete(self, user_messages, *args, **kwargs):
+            self.calls.append(list(user_messages))
+            return super().complete(user_messages, *args, **kwargs)
+
+    @dataclasses.dataclass(frozen=True)
+    class RecordingFakeEngineSpec(FakeEngineSpec):
+        model_name: str = "recording-fake-engine"
+
+        def load(self):
+            return RecordingFakeEngine(self)
+
+    return RecordingFakeEngineSpec()
+
+
+RESULT_MARK = "BENCHMARK-RESULT "
+
+
+def emit_result(figures: dict) -> None:
+    """A child process's figures, on one marked stdout line (engines print their own lines to stdout too)."""
+    print(RESULT_MARK + json.dumps(figures, default=str), flush=True)
+
+
+def parse_result(stdout: str) -> dict:
+    """The figures a child process emitted with `emit_result`."""
+    for line in reversed(stdout.splitlines()):
+        if line.startswith(RESULT_MARK):
+            return json.loads(line[len(RESULT_MARK) :])
+    raise ValueError("the child process printed no result line")

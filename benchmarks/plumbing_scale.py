@@ -12,7 +12,6 @@ RSS, and the machine's load. Targets: >= 5,000 rows/s; peak RSS within ±15% fro
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import shlex
@@ -60,24 +59,22 @@ def child(args: argparse.Namespace) -> None:
         import pstats
 
         pstats.Stats(str(stats_path), stream=sys.stderr).sort_stats("tottime").print_stats(25)
-    print(
-        json.dumps(
-            {
-                "rows": args.child,
-                "rows_read": manifest.rows_read,
-                "units": manifest.totals.get("units_made", 0),
-                "verdicts": manifest.totals.get("verdicts_written", 0),
-                "wall_s": round(sw.wall, 3),
-                "cpu_s": round(cpu, 3),
-                "workers_cpu_s": round(workers_cpu, 3),
-                "rows_per_s": round(args.child / sw.wall, 1),
-                "rows_per_cpu_s": round(args.child / cpu, 1),
-                "peak_rss_mb": common.peak_rss_mb(),
-                "peak_rss_largest_worker_mb": round(children.ru_maxrss / 1024, 1),
-                "peak_rss_before_run_mb": rss_before,
-                "load_end": common.load(),
-            }
-        )
+    common.emit_result(
+        {
+            "rows": args.child,
+            "rows_read": manifest.rows_read,
+            "units": manifest.totals.get("units_made", 0),
+            "verdicts": manifest.totals.get("verdicts_written", 0),
+            "wall_s": round(sw.wall, 3),
+            "cpu_s": round(cpu, 3),
+            "workers_cpu_s": round(workers_cpu, 3),
+            "rows_per_s": round(args.child / sw.wall, 1),
+            "rows_per_cpu_s": round(args.child / cpu, 1),
+            "peak_rss_mb": common.peak_rss_mb(),
+            "peak_rss_largest_worker_mb": round(children.ru_maxrss / 1024, 1),
+            "peak_rss_before_run_mb": rss_before,
+            "load_end": common.load(),
+        }
     )
 
 
@@ -126,7 +123,7 @@ def main(argv=None) -> dict:
                 raise SystemExit(f"run of {size} rows failed (exit {done.returncode})")
             if args.profile:
                 sys.stderr.write(done.stderr)
-            figures = json.loads(done.stdout.strip().splitlines()[-1])
+            figures = common.parse_result(done.stdout)
             figures["load_start"] = load_before
             runs.append(figures)
             shutil.rmtree(workdir / f"out-{size}", ignore_errors=True)
