@@ -6,7 +6,8 @@
 conversation id of its own (the reader dead-letters a repeated id) and every message of the log is tagged with its
 original's number, so the replays' units, and only they, are content-identical (same content key). The "unique"
 log is the same rows with every conversation tagged with its own number: same size, same shape, no duplicates.
-One engine is started (timed on its own) and shared by every job run, each on an emptied prefix cache:
+One engine is started (timed on its own) and shared by every job run, each on an emptied prefix cache (the first two
+alternate `--repeat` times and the fastest of each counts: other work shares the machine):
   unique      the unique log;
   duplicates  the log with duplicates: identical units are judged once and the verdict fanned out;
   cache-fill  the log with duplicates again with `--verdict-cache` (empty): judges and fills the cache;
@@ -40,13 +41,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--duplicate-fraction", type=float, default=0.3)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--verdict-mode", default="free")
-    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--seed", type=int, default=16, help="16: 30%% of the units are duplicates at --n 64")
+    parser.add_argument("--repeat", type=int, default=2, help="alternating runs of unique/duplicates; fastest counts")
     parser.add_argument("--engine", default="vllm", choices=["vllm", "fake"], help="fake: plumbing check only")
     parser.add_argument("--smoke", action="store_true", help="tiny run (6 conversations, 4 tokens)")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.n, args.max_tokens = 6, 4
+        args.n, args.max_tokens, args.repeat = 6, 4, 1
     return args
 
 
@@ -116,16 +118,14 @@ def main(argv=None) -> dict:
             holder, start_s = common.start_engine(spec)
             holder.engine.complete(["warm-up"], _sampling(4), [4])  # first-call set-up
         cache = workdir / "verdict-cache"
-        plan = [
-            ("unique", logs["unique"], []),
-            ("duplicates", logs["duplicates"], []),
+        plan = [("unique", logs["unique"], []), ("duplicates", logs["duplicates"], [])] * args.repeat + [
             ("cache-fill", logs["duplicates"], ["--verdict-cache", str(cache)]),
             ("cache-hit", logs["duplicates"], ["--verdict-cache", str(cache)]),
         ]
-        for name, log, extra in plan:
+        for attempt, (name, log, extra) in enumerate(plan):
             if holder is not None:
                 common.reset_prefix_cache(holder.engine)
-            output = workdir / f"out-{name}"
+            output = workdir / f"out-{name}-{attempt}"
             argv = ["--input", str(log), "--output", str(output), "--verdict-mode", args.verdict_mode]
             argv += ["--max-tokens", str(args.max_tokens), "--engine", args.engine, *extra]
             load = common.load()
@@ -133,7 +133,7 @@ def main(argv=None) -> dict:
             manifest = run(argv, engine_spec=spec)
             wall = time.perf_counter() - started
             rows = common.verdict_rows(output)
-            runs[name] = {
+            figures = {
                 "wall_s": round(wall, 2),
                 "cpu_s": round(common.tree_cpu_seconds() - cpu, 2),
                 "units": manifest.totals.get("units_made", 0),
@@ -142,6 +142,10 @@ def main(argv=None) -> dict:
                 "load": load,
                 **duplicate_check(rows),
             }
+            attempts = [*runs.get(name, {}).get("attempts", []), {k: figures[k] for k in ("wall_s", "cpu_s", "load")}]
+            if name not in runs or figures["wall_s"] < runs[name]["wall_s"]:  # the fastest attempt counts
+                runs[name] = figures
+            runs[name]["attempts"] = attempts
             if name == "duplicates":
                 dup_rows = {r["resume_key"]: r for r in rows}
             if name == "cache-hit":

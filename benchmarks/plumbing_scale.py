@@ -34,6 +34,9 @@ def child(args: argparse.Namespace) -> None:
     common.quiet_logs()
     from pipelines.moderate import run
 
+    if args.stub_prompts:
+        _stub_prompts()
+
     source = Path(args.workdir) / f"in-{args.child}" / "logs.parquet"
     output = Path(args.workdir) / f"out-{args.child}"
     shutil.rmtree(output, ignore_errors=True)
@@ -78,6 +81,21 @@ def child(args: argparse.Namespace) -> None:
     )
 
 
+def _stub_prompts() -> None:
+    """Diagnostic: each unit's rendered prompt is replaced by a short stub once its keys are computed."""
+    import dataclasses
+
+    import transforms.units
+
+    make_units = transforms.units.make_units
+
+    def stubbed(*args, **kwargs):
+        stub = "<BEGIN CONVERSATION>stub<END CONVERSATION>"
+        return [dataclasses.replace(u, prompt=stub) for u in make_units(*args, **kwargs)]
+
+    transforms.units.make_units = stubbed
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1000,10000,100000", help="comma-separated input row counts")
@@ -90,6 +108,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--pipeline-args",
         default="",
         help="more job options, e.g. '--direct_running_mode=multi_processing --direct_num_workers=2'",
+    )
+    parser.add_argument(
+        "--stub-prompts",
+        action="store_true",
+        help="diagnostic: units carry a short stub instead of their rendered prompt (what the prompt costs)",
     )
     parser.add_argument("--profile", action="store_true", help="cProfile each run (slower; not for the figures)")
     parser.add_argument("--out", help="write the results as JSON here")
@@ -115,6 +138,7 @@ def main(argv=None) -> dict:
             command = [sys.executable, __file__, "--child", str(size), "--workdir", str(workdir)]
             command += ["--batch-size", str(args.batch_size), "--verdict-mode", args.verdict_mode]
             command += ["--profile"] if args.profile else []
+            command += ["--stub-prompts"] if args.stub_prompts else []
             command += [f"--pipeline-args={args.pipeline_args}"] if args.pipeline_args else []
             load_before = common.load()
             done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"})

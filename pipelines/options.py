@@ -65,7 +65,7 @@ class ModerationOptions(PipelineOptions):
         add("kv-cache-gib", type=float, default=1.0, help="KV cache size on the CPU engine, GiB")
         add("block-size", type=int, default=32, help="KV block size (prefix caching reuses whole blocks)")
         add("max-num-seqs", type=int, default=256, help="engine's concurrent sequences")
-        add("batch-size", type=int, default=64, help="units per engine call")
+        add("batch-size", type=int, default=256, help="units per engine call")
         add("verdict-mode", default="auto", choices=VERDICT_MODES)
         add("reasoning-budget", type=int, default=128, help="phase-1 reasoning tokens (forced mode)")
         add("threshold", type=float, default=0.5, help="P(unsafe) at or above which the verdict is unsafe")
