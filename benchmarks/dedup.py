@@ -6,6 +6,7 @@
 conversation id of its own (the reader dead-letters a repeated id) and every message of the log is tagged with its
 original's number, so the replays' units, and only they, are content-identical (same content key). The "unique"
 log is the same rows with every conversation tagged with its own number: same size, same shape, no duplicates.
+The tag opens every message, so a replay in the unique log shares no prefix with its original beyond the policy.
 One engine is started (timed on its own) and shared by every job run, each on an emptied prefix cache (the first two
 alternate `--repeat` times and the fastest of each counts: other work shares the machine):
   unique      the unique log;
@@ -69,7 +70,7 @@ def make_logs(n: int, seed: int, duplicate_fraction: float) -> tuple[list[dict],
 
 def _tagged(row: dict, conversation_id: str, tag: int) -> dict:
     messages = [
-        m if m["role"] == "system" else {"role": m["role"], "content": f"{m['content']} [#{tag}]"}
+        m if m["role"] == "system" else {"role": m["role"], "content": f"[#{tag}] {m['content']}"}
         for m in row["messages"]
     ]
     return {**row, "conversation_id": conversation_id, "messages": messages}
