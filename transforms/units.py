@@ -43,7 +43,6 @@ def make_units(
 ) -> list[ModerationUnit]:
     """Every moderation unit of a conversation under its tenant's policy."""
     version = template_version(template)
-    source_rows = row_count(conversation)
     units = []
     for level, index in judged_turns(conversation.messages, policy):
         fitted = fit_conversation(conversation.messages[: index + 1], level, policy.context_budget_tokens, count_tokens)
@@ -62,7 +61,7 @@ def make_units(
                 truncated_input=fitted.judged_turn_cut,
                 context_turns_dropped=fitted.turns_dropped,
                 source_file=conversation.source_file,
-                source_rows=source_rows,
+                source_rows=conversation.source_rows,
                 on_parse_error=policy.on_parse_error,
                 on_truncated=policy.on_truncated,
                 reasoning_budget=policy.reasoning_budget_tokens,
@@ -72,11 +71,6 @@ def make_units(
             )
         )
     return units
-
-
-def row_count(conversation: Conversation) -> int:
-    """Input rows behind a conversation: one (canonical layout) or one per turn (turn-per-row layout)."""
-    return conversation.source_rows
 
 
 class MakeUnitsDoFn(beam.DoFn):
@@ -128,5 +122,5 @@ def _dead_letter(conversation: Conversation, stage: str, kind: str, message: str
         conversation_id=conversation.conversation_id,
         tenant_id=conversation.tenant_id,
         row=conversation.source_row,
-        rows=row_count(conversation),
+        rows=conversation.source_rows,
     )

@@ -22,7 +22,6 @@ from transforms.engine import Completion, Continuation, SamplingSettings
 log = logging.getLogger(__name__)
 
 
-
 @dataclasses.dataclass(frozen=True)
 class VllmEngineSpec:
     """How to build the vLLM engine on a worker. `model=None` means the embedded default model."""
