@@ -60,6 +60,7 @@ class RunManifest:
     input_files: list[str]
     policies: dict[str, str]
     judge_settings: dict[str, Any] = dataclasses.field(default_factory=dict)  # mode, threshold, review band, ...
+    dedup: str = ""  # worker | shuffle: how duplicates were found (--dedup, resolved)
     status: str = "running"
     finished_at: str | None = None
     rows_read: int | None = None
@@ -85,6 +86,7 @@ class RunManifest:
             input_files=list(plan.input_files),
             policies=used,
             judge_settings=dataclasses.asdict(plan.context.settings),
+            dedup=plan.dedup,
         )
         manifest.write()
         return manifest

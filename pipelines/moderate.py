@@ -16,18 +16,20 @@ import datetime as dt
 import logging
 import sys
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from pipelines import accounting
 from pipelines.manifest import RunManifest, count_rows_or_zero, read_published_resume_keys
 from pipelines.options import ModerationOptions, judge_settings
 from policies import DEFAULT_POLICY_DIR, DEFAULT_TENANTS_FILE, PolicyRegistry, load_policy_registry
+from transforms.batching import BatchPerKeyDoFn
+from transforms.disk_index import release_indexes
 from transforms.engine import EngineSpec
 from transforms.fake_engine import FakeEngineSpec
-from transforms.judge_units import BatchPerKeyDoFn, JudgeUnitsDoFn, RunContext, UnitGroup, group_units
+from transforms.judge_units import JudgeUnitsDoFn, RunContext, UnitGroup, group_units
 from transforms.read_logs import (
     CONVERSATIONS,
     DEAD_LETTER,
@@ -36,9 +38,8 @@ from transforms.read_logs import (
     count_rows_in_file,
     match_input_files,
 )
-from transforms.records import ModerationUnit
 from transforms.units import MakeUnitsDoFn
-from transforms.verdict_cache import LookUpVerdictCache, VerdictCache, append_to_cache, open_cache
+from transforms.verdict_cache import VerdictCache, append_to_cache, open_cache
 from transforms.vllm_engine import VllmEngineSpec
 from transforms.write_partitions import WritePartitionsDoFn
 
@@ -60,6 +61,7 @@ class JobPlan:
     batch_size: int
     flush_rows: int
     done_keys: frozenset[str]
+    dedup: str = "worker"  # worker: streaming, on-disk indexes per worker | shuffle: GroupByKeys
     verdict_cache: VerdictCache | None = None  # --verdict-cache: judgements reused across runs
 
 
@@ -83,45 +85,56 @@ def _count_verdict(row: dict) -> dict:
     return row
 
 
-def _key_by_policy(keyed_units: tuple[str, Iterable[ModerationUnit]]) -> tuple[str, UnitGroup]:
-    """(content key, units) → (policy version, (content key, units in judging order)) for per-policy batches."""
-    content_key, units = keyed_units
-    ordered = group_units(units)
-    return ordered[0].policy_version, (content_key, ordered)
+def _key_by_policy(group: UnitGroup) -> tuple[str, UnitGroup]:
+    """(content key, units) → (policy version, (content key, units)) for per-policy batches."""
+    return group[1][0].policy_version, group
+
+
+def _group_identical(units):
+    """Units → (content key, units sharing it): a GroupByKey (`--dedup shuffle`) or one group per unit (worker)."""
+    return (
+        units
+        | "KeyByContent" >> beam.WithKeys(lambda u: u.content_key)
+        | "GroupIdentical" >> beam.GroupByKey()
+        | "OrderGroup" >> beam.MapTuple(lambda key, group: (key, group_units(group)))
+    )
 
 
 def build_pipeline(pipeline: beam.Pipeline, plan: JobPlan) -> dict[str, beam.PCollection]:
-    """Logs in → verdict and dead-letter partitions out. Returns the verdict (judged, cached) and dead-letter rows."""
-    read = pipeline | "Read" >> ReadConversations(plan.input_files, only_date=plan.only_date)
+    """Logs in → verdict and dead-letter partitions out. Returns the verdict and dead-letter rows.
+
+    `--dedup worker` (the default on the in-process runner) makes it one fused, streaming stage from the file
+    list to the writers: duplicates are found through on-disk indexes (`transforms.disk_index`) instead of
+    GroupByKeys, so memory stays flat. `--dedup shuffle` groups conversation ids and identical units with
+    GroupByKeys, exact across the workers of a distributed runner.
+    """
+    streaming = plan.dedup == "worker"
+    read = pipeline | "Read" >> ReadConversations(
+        plan.input_files, only_date=plan.only_date, streaming_run_id=plan.run_id if streaming else None
+    )
     _ = read[SKIPPED] | "CountSkipped" >> beam.Map(
         lambda c: accounting.count("rows_skipped", c.tenant_id, c.source_rows)
     )
     made = read[CONVERSATIONS] | "MakeUnits" >> beam.ParDo(
         MakeUnitsDoFn(plan.registry, plan.template, plan.context.model, plan.engine_spec)
     ).with_outputs(DEAD_LETTER, main="units")
-    grouped = (
-        made["units"]
-        | "SkipPublished" >> beam.ParDo(_SkipPublished(plan.done_keys))
-        | "KeyByContent" >> beam.WithKeys(lambda u: u.content_key)
-        | "GroupIdentical" >> beam.GroupByKey()
-    )
-    # --verdict-cache: groups whose content was judged on an earlier run become rows at once; the rest are judged.
-    cache = grouped | "VerdictCache" >> LookUpVerdictCache(plan.verdict_cache, plan.context)
+    fresh = made["units"] | "SkipPublished" >> beam.ParDo(_SkipPublished(plan.done_keys))
+    if streaming:  # identical units meet in the judge step's memo
+        groups = fresh | "OneGroupPerUnit" >> beam.Map(lambda u: (u.content_key, (u,)))
+    else:
+        groups = _group_identical(fresh)
     judged = (
-        cache["groups"]
+        groups
         | "KeyByPolicy" >> beam.Map(_key_by_policy)
         | "BatchPerPolicy" >> beam.ParDo(BatchPerKeyDoFn(plan.batch_size))
-        | "Judge" >> beam.ParDo(JudgeUnitsDoFn(plan.engine_spec, plan.context)).with_outputs(DEAD_LETTER, main="rows")
+        | "Judge"
+        >> beam.ParDo(JudgeUnitsDoFn(plan.engine_spec, plan.context, plan.verdict_cache)).with_outputs(
+            DEAD_LETTER, main="rows"
+        )
     )
     append_to_cache(judged["rows"], plan.verdict_cache, plan.run_id)
-    # Judged and cached rows are written by separate steps, not a Flatten: on the FnApiRunner a Flatten makes
-    # its consumer wait for every input, so verdicts would be published only at the end (no resume after a kill).
     verdicts = judged["rows"] | "CountVerdicts" >> beam.Map(_count_verdict)
     _ = verdicts | "WriteVerdicts" >> beam.ParDo(
-        WritePartitionsDoFn(plan.output, plan.run_id, "verdicts", flush_rows=plan.flush_rows)
-    )
-    cached = cache["rows"] | "CountCachedVerdicts" >> beam.Map(_count_verdict)
-    _ = cached | "WriteCachedVerdicts" >> beam.ParDo(
         WritePartitionsDoFn(plan.output, plan.run_id, "verdicts", flush_rows=plan.flush_rows)
     )
     errors = (
@@ -130,7 +143,7 @@ def build_pipeline(pipeline: beam.Pipeline, plan: JobPlan) -> dict[str, beam.PCo
         | "CountDeadLetters" >> beam.ParDo(accounting.CountDeadLetters())
     )
     _ = errors | "WriteErrors" >> beam.ParDo(WritePartitionsDoFn(plan.output, plan.run_id, "errors"))
-    return {"verdicts": verdicts, "cached_verdicts": cached, "errors": errors}
+    return {"verdicts": verdicts, "errors": errors}
 
 
 def _engine_spec(options: ModerationOptions) -> EngineSpec:
@@ -146,6 +159,17 @@ def _engine_spec(options: ModerationOptions) -> EngineSpec:
         max_num_seqs=options.max_num_seqs,
         seed=options.seed,
     )
+
+
+def resolve_dedup(options: PipelineOptions) -> str:
+    """`--dedup auto`: `worker` on the in-process runner with one worker, `shuffle` anywhere else."""
+    chosen = options.view_as(ModerationOptions).dedup
+    if chosen != "auto":
+        return chosen
+    runner = options.view_as(StandardOptions).runner
+    workers = options.view_as(DirectOptions).direct_num_workers or 1
+    local = runner in (None, "DirectRunner", "FnApiRunner")
+    return "worker" if local and workers <= 1 else "shuffle"
 
 
 def plan_job(options: ModerationOptions, engine_spec: EngineSpec | None = None) -> JobPlan:
@@ -179,6 +203,7 @@ def plan_job(options: ModerationOptions, engine_spec: EngineSpec | None = None) 
         batch_size=options.batch_size,
         flush_rows=options.flush_rows,
         done_keys=frozenset(read_published_resume_keys(output)),
+        dedup=resolve_dedup(options),
         verdict_cache=open_cache(options.verdict_cache, context, engine_spec) if options.verdict_cache else None,
     )
 
@@ -232,6 +257,8 @@ def run(argv: Sequence[str] | None = None, engine_spec: EngineSpec | None = None
     except BaseException as exc:
         manifest.fail(exc)
         raise
+    finally:
+        release_indexes(plan.run_id)
     if manifest.accounting_problems:
         raise RuntimeError("accounting does not hold: " + "; ".join(manifest.accounting_problems))
     return manifest

@@ -79,6 +79,14 @@ class ModerationOptions(PipelineOptions):
             action="store_true",
             help="dead-letter conversations of tenants missing from the tenants file",
         )
+        add(
+            "dedup",
+            default="auto",
+            choices=["auto", "worker", "shuffle"],
+            help="how duplicate conversation ids and identical units are found: 'worker' streams with on-disk "
+            "indexes per worker process (flat memory; exact on one machine), 'shuffle' uses GroupByKeys (exact "
+            "across workers); auto: worker on the in-process runner with one worker, shuffle otherwise",
+        )
         add("flush-rows", type=int, default=256, help="rows per published output file (at most)")
         add(
             "verdict-cache",

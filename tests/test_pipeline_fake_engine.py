@@ -225,11 +225,12 @@ def conversation_row(cid: str, tenant: str, *messages: tuple[str, str], created_
 EVIL_TENANTS = ["../evil", "x/../../../../evil", "/tmp/evil-abs", "..", "a\\..\\evil"]
 
 
-@pytest.fixture(scope="module")
-def crafted_run(tmp_path_factory) -> tuple[Path, Path, dict]:
-    """One run over a small hand-made log: identical conversations, one that makes the engine fail,
-    and path-unsafe tenant ids, among ordinary conversations. Returns (base folder, OUTPUT, manifest)."""
-    base = tmp_path_factory.mktemp("crafted-run")
+@pytest.fixture(scope="module", params=["worker", "shuffle"])
+def crafted_run(tmp_path_factory, request) -> tuple[Path, Path, dict]:
+    """One run over a small hand-made log: identical conversations (two in one engine batch, a third batches
+    later), one that makes the engine fail, and path-unsafe tenant ids, among ordinary conversations; once
+    per `--dedup` mode. Returns (base folder, OUTPUT, manifest)."""
+    base = tmp_path_factory.mktemp(f"crafted-run-{request.param}")
     question = ("user", "How do I reset my password?")
     rows = [conversation_row("dup-a", "globex", question), conversation_row("dup-b", "globex", question)]
     rows += [
@@ -239,10 +240,11 @@ def crafted_run(tmp_path_factory) -> tuple[Path, Path, dict]:
     rows.insert(4, conversation_row("boom", "globex", ("user", "please explode-now"), ("assistant", "No.")))
     rows.append(conversation_row("kid", "acme-kids", ("user", "Why is the sky blue?"), ("assistant", "Light.")))
     rows += [conversation_row(f"evil-{i}", tenant, ("user", "hi")) for i, tenant in enumerate(EVIL_TENANTS)]
+    rows.append(conversation_row("dup-c", "globex", question))
     write_canonical(rows, base / "in" / "logs.parquet")
     out = base / "sub" / "out"
     spec = FakeEngineSpec(fail_words=("explode-now",))
-    manifest = moderate(out, "--batch-size", "4", inputs=[base / "in"], engine_spec=spec)
+    manifest = moderate(out, "--batch-size", "4", "--dedup", request.param, inputs=[base / "in"], engine_spec=spec)
     assert manifest.status == "succeeded"
     return base, out, read_manifest(out, "run-1")
 
@@ -250,14 +252,14 @@ def crafted_run(tmp_path_factory) -> tuple[Path, Path, dict]:
 def test_fake_engine_identical_units_are_judged_once_and_fanned_out(crafted_run):
     _, out, manifest = crafted_run
     written = [r for r in verdict_rows(out) if r["conversation_id"].startswith("dup-")]
-    assert len(written) == 2
-    assert {r["conversation_id"] for r in written} == {"dup-a", "dup-b"}
-    assert sorted(r["deduplicated"] for r in written) == [False, True]
+    assert len(written) == 3
+    assert {r["conversation_id"] for r in written} == {"dup-a", "dup-b", "dup-c"}
+    assert sorted(r["deduplicated"] for r in written) == [False, True, True]
     assert len({r["content_key"] for r in written}) == 1
-    assert len({r["resume_key"] for r in written}) == 2
-    first, second = written
+    assert len({r["resume_key"] for r in written}) == 3
+    first, *copies = written
     for column in ("verdict", "outcome", "p_unsafe", "reasoning", "raw_output", "prompt_tokens"):
-        assert first[column] == second[column]
+        assert all(copy[column] == first[column] for copy in copies)
     others = [r for r in verdict_rows(out) if not r["conversation_id"].startswith("dup-")]
     assert not any(r["deduplicated"] for r in others)
     assert_books_balance(manifest)
@@ -275,17 +277,18 @@ def test_fake_engine_engine_failure_dead_letters_only_that_conversation(crafted_
     assert all("fake engine failure" in e["message"] for e in errors)
     verdicts = verdict_rows(out)
     assert "boom" not in {r["conversation_id"] for r in verdicts}
-    expected = {**{f"ok-{i}": 2 for i in range(5)}, "kid": 2, "dup-a": 1, "dup-b": 1}
+    expected = {**{f"ok-{i}": 2 for i in range(5)}, "kid": 2, "dup-a": 1, "dup-b": 1, "dup-c": 1}
     assert Counter(r["conversation_id"] for r in verdicts) == expected
     assert manifest["error_counts"] == {"engine_error": 2, "unsafe_tenant_id": len(EVIL_TENANTS)}
     assert manifest["per_tenant"]["globex"]["units_dead_lettered"] == 2
-    assert manifest["per_tenant"]["globex"]["units_made"] == 14
-    assert manifest["per_tenant"]["globex"]["verdicts_written"] == 12
+    assert manifest["per_tenant"]["globex"]["units_made"] == 15
+    assert manifest["per_tenant"]["globex"]["verdicts_written"] == 13
 
 
-def test_fake_engine_malformed_corpus_end_to_end(tmp_path):
+@pytest.mark.parametrize("dedup", ["worker", "shuffle"])
+def test_fake_engine_malformed_corpus_end_to_end(tmp_path, dedup):
     cases = write_malformed_corpus(tmp_path / "in")
-    manifest = moderate(tmp_path / "out", inputs=[tmp_path / "in"])
+    manifest = moderate(tmp_path / "out", "--dedup", dedup, inputs=[tmp_path / "in"])
     written = read_manifest(tmp_path / "out", "run-1")
     assert manifest.status == "succeeded"
     assert_books_balance(written)

@@ -45,17 +45,18 @@ def manifest(out: Path, run_id: str) -> dict:
     return json.loads((out / "_runs" / f"{run_id}.json").read_text())
 
 
-@pytest.fixture(scope="module")
-def two_runs(tmp_path_factory):
-    """Night 1 fills an empty cache; night 2 moderates the same log into a new output with the same cache."""
-    root = tmp_path_factory.mktemp("verdict-cache")
+@pytest.fixture(scope="module", params=["worker", "shuffle"])
+def two_runs(tmp_path_factory, request):
+    """Night 1 fills an empty cache; night 2 moderates the same log into a new output with the same cache
+    (once per `--dedup` mode)."""
+    root = tmp_path_factory.mktemp(f"verdict-cache-{request.param}")
     rows = generate_conversations(120, seed=3)
     rows += [dict(r, conversation_id=f"replay-{i}") for i, r in enumerate(rows[:20])]  # identical content
     log = root / "logs" / "night.parquet"
     write_canonical(rows, log)
     cache = root / "cache"
-    first = moderate(root / "out-1", log, cache, "night-1")
-    second = moderate(root / "out-2", log, cache, "night-2")
+    first = moderate(root / "out-1", log, cache, "night-1", "--dedup", request.param)
+    second = moderate(root / "out-2", log, cache, "night-2", "--dedup", request.param)
     return root, log, cache, first, second
 
 

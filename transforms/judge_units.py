@@ -15,15 +15,15 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils import shared
-from apache_beam.utils.timestamp import MIN_TIMESTAMP
-from apache_beam.utils.windowed_value import WindowedValue
 
+from transforms.counters import count
 from transforms.engine import EngineSpec, VerdictEngine
+from transforms.judgement_memo import JudgementMemo, Recalled
 from transforms.judging import Judgement, JudgeRequest, JudgeSettings, decide, judge_batch
 from transforms.records import DeadLetter, ModerationUnit
 from transforms.units import DEAD_LETTER
+from transforms.verdict_cache import VerdictCache
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +61,17 @@ def acquire_engine(spec: EngineSpec, generation: int = 0) -> EngineHolder:
 
 
 class JudgeUnitsDoFn(beam.DoFn):
-    """Batches of unit groups → verdict rows (dicts) and, tagged `dead_letter`, units that failed."""
+    """Batches of unit groups → verdict rows (dicts) and, tagged `dead_letter`, units that failed.
 
-    def __init__(self, engine_spec: EngineSpec, context: RunContext) -> None:
+    Groups sharing a content key are merged; content already in the run's memo (judged earlier in this run, or
+    on an earlier night with `--verdict-cache`) is answered from it; the rest goes to the engine, in policy order.
+    """
+
+    def __init__(self, engine_spec: EngineSpec, context: RunContext, cache: VerdictCache | None = None) -> None:
         self._spec = engine_spec
         self._context = context
+        self._cache = cache
+        self._memo: JudgementMemo | None = None
         self._generation = 0
         self._holder: EngineHolder | None = None
         self._units_done = 0
@@ -83,8 +89,23 @@ class JudgeUnitsDoFn(beam.DoFn):
             self._holder = acquire_engine(self._spec, self._generation)
         return self._holder.engine
 
+    def setup(self) -> None:
+        self._memo = JudgementMemo(self._context.run_id, self._cache)
+
     def process(self, batch: Sequence[UnitGroup]) -> Iterator:
-        groups = sorted(batch, key=lambda g: (g[1][0].policy_version, g[0]))
+        merged: dict[str, list[ModerationUnit]] = {}
+        for content_key, units in batch:
+            merged.setdefault(content_key, []).extend(units)
+        groups = []
+        for content_key, units in merged.items():
+            recalled = self._memo.recall(content_key)
+            if recalled is None:
+                groups.append((content_key, units))
+            else:
+                yield from self._recalled_rows(units, recalled)
+        if not groups:
+            return
+        groups.sort(key=lambda g: (g[1][0].policy_version, g[0]))
         groups, too_long = self._split_too_long(groups)
         for unit in too_long:
             yield beam.pvalue.TaggedOutput(
@@ -100,7 +121,9 @@ class JudgeUnitsDoFn(beam.DoFn):
             time.monotonic() - started,
             self._units_done,
         )
-        for (_, units), result in results:
+        for (content_key, units), result in results:
+            if not isinstance(result, Exception):
+                self._memo.remember(content_key, result)
             for position, unit in enumerate(units):
                 if isinstance(result, Exception):
                     message = f"engine failed on this unit after retries: {type(result).__name__}: {result}"
@@ -109,6 +132,19 @@ class JudgeUnitsDoFn(beam.DoFn):
                 if position:
                     self._deduplicated.inc()
                 yield verdict_row(unit, result, self._context, processed_at, deduplicated=position > 0)
+
+    def _recalled_rows(self, units: Sequence[ModerationUnit], recalled: Recalled) -> Iterator[dict]:
+        """Rows for units whose content the memo knows: only a cache entry's first use is not a duplicate."""
+        processed_at = dt.datetime.now(dt.UTC)
+        for position, unit in enumerate(units):
+            deduplicated = recalled.used_before or position > 0
+            if deduplicated:
+                self._deduplicated.inc()
+            if recalled.from_cache:
+                count("units_from_cache", unit.tenant_id)
+            yield verdict_row(
+                unit, recalled.judgement, self._context, processed_at, deduplicated, from_cache=recalled.from_cache
+            )
 
     def _needed_tokens(self, unit: ModerationUnit) -> int:
         settings = self._context.settings
@@ -227,35 +263,6 @@ def verdict_row(
         "run_id": context.run_id,
         "processed_at": processed_at,
     }
-
-
-class BatchPerKeyDoFn(beam.DoFn):
-    """(key, value) → lists of up to `batch_size` values sharing a key, emitted as soon as they are full.
-
-    Like `GroupIntoBatches` without state or timers: batches never mix keys (one policy per engine call keeps
-    its prefix hot), full batches flow downstream at once (verdicts are published while the run goes on),
-    and what is left is emitted when the bundle finishes.
-    """
-
-    def __init__(self, batch_size: int) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self._batch_size = batch_size
-
-    def start_bundle(self) -> None:
-        self._buffers: dict[object, list] = {}
-
-    def process(self, element: tuple[object, object]) -> Iterator[list]:
-        key, value = element
-        buffer = self._buffers.setdefault(key, [])
-        buffer.append(value)
-        if len(buffer) >= self._batch_size:
-            yield self._buffers.pop(key)
-
-    def finish_bundle(self) -> Iterator[WindowedValue]:
-        for batch in self._buffers.values():
-            yield WindowedValue(batch, MIN_TIMESTAMP, [GlobalWindow()])
-        self._buffers = {}
 
 
 def group_units(units: Iterable[ModerationUnit]) -> list[ModerationUnit]:

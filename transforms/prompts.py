@@ -92,6 +92,17 @@ def render_category_lines(policy: ResolvedPolicy) -> list[str]:
     return lines
 
 
+_CATEGORY_LINES: dict[str, tuple[str, ...]] = {}
+
+
+def _category_lines(policy: ResolvedPolicy) -> tuple[str, ...]:
+    """`render_category_lines`, memoised by policy version (a content hash): every unit of a tenant shares it."""
+    lines = _CATEGORY_LINES.get(policy.version)
+    if lines is None:
+        lines = _CATEGORY_LINES[policy.version] = tuple(render_category_lines(policy))
+    return lines
+
+
 def render_turn(message: Message) -> str:
     """A conversation line: `User: …` or `Agent: …`, content neutralised."""
     return f"{SPEAKERS[message.role]}: {neutralize_content(message.content)}"
@@ -104,7 +115,7 @@ def render_from_lines(policy: ResolvedPolicy, conversation_lines: Sequence[str],
         raise ValueError(f"unknown level {level!r}; expected 'prompt' or 'response'")
     parts = [_PROMPT_ROLE] if level == "prompt" else []
     parts.append(_TASK.format(speaker="User" if level == "prompt" else "Agent"))
-    parts += ["", "<BEGIN UNSAFE CONTENT CATEGORIES>", *render_category_lines(policy)]
+    parts += ["", "<BEGIN UNSAFE CONTENT CATEGORIES>", *_category_lines(policy)]
     parts += ["<END UNSAFE CONTENT CATEGORIES>", "", "<BEGIN CONVERSATION>", ""]
     parts += [line + "\n" for line in conversation_lines]
     parts += ["<END CONVERSATION>", "", _ASK[level], _THINK, _ANSWER.format()]

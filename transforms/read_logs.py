@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import IO
 
 import apache_beam as beam
@@ -23,6 +23,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import PBegin, PCollection, TaggedOutput
 
+from transforms.conversation_ids import KeepFirstSeenDoFn, keep_first
 from transforms.log_schema import (
     CANONICAL,
     CANONICAL_COLUMNS,
@@ -220,31 +221,6 @@ class _ReadFileFn(beam.DoFn):
                 yield item
 
 
-def _keep_first(keyed: tuple[str, Iterable[Conversation]]) -> Iterator[Conversation | TaggedOutput]:
-    """The first conversation by (source_file, source_row); the others as duplicate_conversation_id."""
-    conversation_id, conversations = keyed
-    kept, *duplicates = sorted(conversations, key=lambda c: (c.source_file, c.source_row))
-    yield kept
-    for dup in duplicates:
-        message = (
-            f"{dup.source_file}: row {dup.source_row}: field 'conversation_id' {conversation_id!r} was "
-            f"already read from {kept.source_file} row {kept.source_row}"
-        )
-        yield TaggedOutput(
-            DEAD_LETTER,
-            DeadLetter(
-                stage="validate",
-                error_kind="duplicate_conversation_id",
-                message=message,
-                source_file=dup.source_file,
-                conversation_id=conversation_id,
-                tenant_id=dup.tenant_id,
-                row=dup.source_row,
-                rows=dup.source_rows,
-            ),
-        )
-
-
 class ReadConversations(beam.PTransform):
     """Read and validate the conversation logs matching `patterns`.
 
@@ -258,9 +234,20 @@ class ReadConversations(beam.PTransform):
     and the choice of which copy wins is deterministic. The date filter runs first, so a run for one date
     only compares that date's conversations. Patterns are matched when the pipeline is built, so one that
     matches nothing fails fast with `InputError`.
+
+    With `streaming_run_id` (the `--dedup worker` path) files are read in sorted order without a shuffle and
+    ids are checked against an on-disk index of those seen (`KeepFirstSeenDoFn`): nothing holds the input in
+    memory, and the copy kept is the same on one worker. Without it, a GroupByKey on the id (exact across
+    workers of a distributed runner).
     """
 
-    def __init__(self, patterns: Sequence[str], only_date: str | None = None, open_file: OpenFile | None = None):
+    def __init__(
+        self,
+        patterns: Sequence[str],
+        only_date: str | None = None,
+        open_file: OpenFile | None = None,
+        streaming_run_id: str | None = None,
+    ):
         super().__init__()
         if only_date is not None:
             try:
@@ -270,23 +257,30 @@ class ReadConversations(beam.PTransform):
         self._patterns = list(patterns)
         self._only_date = only_date
         self._open_file = open_file
+        self._streaming_run_id = streaming_run_id
 
     def expand(self, pbegin: PBegin) -> dict[str, PCollection]:
         files = match_input_files(self._patterns)
+        streaming = self._streaming_run_id is not None
         read = (
             pbegin
-            | "ListFiles" >> beam.Create(files)
-            | "SpreadFiles" >> beam.Reshuffle()
+            # Streaming: files in sorted order, in the same fused stage as everything downstream (no shuffle).
+            | "ListFiles" >> beam.Create(files, reshuffle=not streaming)
             | "ReadFiles"
             >> beam.ParDo(_ReadFileFn(self._only_date, self._open_file)).with_outputs(
                 DEAD_LETTER, SKIPPED, main=CONVERSATIONS
             )
         )
-        unique = (
-            read[CONVERSATIONS]
-            | "KeyById" >> beam.WithKeys(lambda c: c.conversation_id)
-            | "GroupById" >> beam.GroupByKey()
-            | "KeepFirst" >> beam.FlatMap(_keep_first).with_outputs(DEAD_LETTER, main=CONVERSATIONS)
-        )
+        if streaming:
+            unique = read[CONVERSATIONS] | "KeepFirstSeen" >> beam.ParDo(
+                KeepFirstSeenDoFn(self._streaming_run_id)
+            ).with_outputs(DEAD_LETTER, main=CONVERSATIONS)
+        else:
+            unique = (
+                read[CONVERSATIONS]
+                | "KeyById" >> beam.WithKeys(lambda c: c.conversation_id)
+                | "GroupById" >> beam.GroupByKey()
+                | "KeepFirst" >> beam.FlatMap(keep_first).with_outputs(DEAD_LETTER, main=CONVERSATIONS)
+            )
         dead_letters = (read[DEAD_LETTER], unique[DEAD_LETTER]) | "AllDeadLetters" >> beam.Flatten()
         return {CONVERSATIONS: unique[CONVERSATIONS], DEAD_LETTER: dead_letters, SKIPPED: read[SKIPPED]}

@@ -9,10 +9,10 @@ The store is a folder of Parquet files (local or any Beam filesystem), one row p
 Entries are keyed by (`content_key`, `settings_key`): `settings_key` hashes what else shapes a judgement (verdict
 mode, sampling, reasoning budget, category extraction, model and dtype). What only shapes the *decision* (the
 threshold, the review band, the tenant's parse-error rule) is not part of it: a cached judgement is decided again
-with tonight's settings. In the pipeline, after identical units are grouped, the cache entries are joined on the
-content key (`LookUpVerdictCache`): a group with an entry becomes verdict rows at once (`from_cache` true,
-`verdict_source` as first recorded; counted as `units_from_cache`), the others go on to the engine; every new
-judgement is appended (`AppendToVerdictCache`). Several entries for one key (two runs racing) resolve to the
+with tonight's settings. In the pipeline, the judge step's memo (`transforms.judgement_memo`) starts filled with
+the cache's entries: a unit whose content key has one becomes a verdict row without the engine (`from_cache`
+true, `verdict_source` as first recorded; counted as `units_from_cache`), the others go on to the engine; every
+new judgement is appended (`AppendToVerdictCache`). Several entries for one key (two runs racing) resolve to the
 earliest. Engine failures are dead letters, never cached.
 """
 
@@ -20,22 +20,21 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.pvalue import TaggedOutput
 
-from transforms.counters import count
-from transforms.judge_units import RunContext, group_units, verdict_row
 from transforms.judging import Judgement
-from transforms.records import ModerationUnit
 from transforms.units import stable_key
 from transforms.write_partitions import VERDICT_SCHEMA, publish_table
 
-CACHED_ROWS = "cached_rows"
+if TYPE_CHECKING:
+    from transforms.judge_units import RunContext
+
 _TS = pa.timestamp("us", tz="UTC")
 _FROM_VERDICTS = (
     "content_key", "outcome", "verdict_source", "p_unsafe", "categories", "unknown_categories", "reasoning",
@@ -123,72 +122,6 @@ def judgement_from_entry(entry: dict) -> Judgement:
         categories=tuple(entry.get("categories") or ()),
         unknown_categories=tuple(entry.get("unknown_categories") or ()),
     )
-
-
-def _earliest(entries: Sequence[dict]) -> dict:
-    return min(entries, key=lambda e: (e["cached_at"], e["run_id"] or ""))
-
-
-class _SplitCachedDoFn(beam.DoFn):
-    """(content key, {units, cache}) → verdict rows from the cache (tagged), or the group to judge (main)."""
-
-    def __init__(self, context: RunContext) -> None:
-        self._context = context
-
-    def process(self, keyed: tuple[str, dict]) -> Iterator:
-        content_key, joined = keyed
-        units: list[ModerationUnit] = [u for group in joined["units"] for u in group]
-        if not units:  # a cache entry nobody needs tonight
-            return
-        entries = list(joined["cache"])
-        if not entries:
-            yield content_key, units
-            return
-        judgement = judgement_from_entry(_earliest(entries))
-        processed_at = dt.datetime.now(dt.UTC)
-        for position, unit in enumerate(group_units(units)):
-            count("units_from_cache", unit.tenant_id)
-            yield TaggedOutput(
-                CACHED_ROWS,
-                verdict_row(unit, judgement, self._context, processed_at, deduplicated=position > 0, from_cache=True),
-            )
-
-
-class _ReadCacheFileDoFn(beam.DoFn):
-    def __init__(self, settings_key_: str) -> None:
-        self._settings_key = settings_key_
-
-    def process(self, path: str) -> Iterator[tuple[str, dict]]:
-        for entry in read_cache_file(path, self._settings_key):
-            yield entry["content_key"], entry
-
-
-class LookUpVerdictCache(beam.PTransform):
-    """Grouped units `(content_key, units)` → `{"groups": groups to judge, "rows": verdict rows from the cache}`.
-
-    With no cache (`cache` None) every group goes on to be judged and no row comes from the cache.
-    """
-
-    def __init__(self, cache: VerdictCache | None, context: RunContext) -> None:
-        super().__init__()
-        self._cache = cache
-        self._context = context
-
-    def expand(self, groups):
-        if self._cache is None:
-            empty = groups.pipeline | "NoCachedRows" >> beam.Create([])
-            return {"groups": groups, "rows": empty}
-        entries = (
-            groups.pipeline
-            | "CacheFiles" >> beam.Create(list(self._cache.files))
-            | "ReadCache" >> beam.ParDo(_ReadCacheFileDoFn(self._cache.settings_key))
-        )
-        split = (
-            {"units": groups, "cache": entries}
-            | "JoinCache" >> beam.CoGroupByKey()
-            | "SplitCached" >> beam.ParDo(_SplitCachedDoFn(self._context)).with_outputs(CACHED_ROWS, main="groups")
-        )
-        return {"groups": split["groups"], "rows": split[CACHED_ROWS]}
 
 
 class AppendToVerdictCacheDoFn(beam.DoFn):
