@@ -85,11 +85,11 @@ class Stopwatch:
         self.cpu = cpu_seconds() - self._cpu
 
 
-def write_log(rows: Sequence[dict], path: Path) -> Path:
-    """Write canonical conversation rows as one Parquet log file."""
+def write_log(rows: Sequence[dict], path: Path, row_group_rows: int | None = None) -> Path:
+    """Write canonical conversation rows as one Parquet log file (row groups of `row_group_rows` if given)."""
     from scripts.generate_sample_logs import write_canonical
 
-    write_canonical(list(rows), path)
+    write_canonical(list(rows), path, row_group_rows=row_group_rows)
     return path
 
 

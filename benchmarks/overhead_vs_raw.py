@@ -8,7 +8,7 @@ on its own) and shared, as the pipeline's DoFns share it, by the measurements, e
        and sent to `LLM.generate` in ONE call, max_tokens N, temperature 0;
   (a') raw + scoring: the same prompts through `judging.judge_batch` in one batch (the free-mode work the job does:
        generation plus the P(unsafe) scoring pass on each boxed answer), still without Beam;
-  (a'') (a) in the job's engine calls: per policy version, `--batch-size` prompts per call, one call after another;
+  (a'') (a) in the job's engine calls (its batcher: full calls of one policy, then the tail in policy order);
   (b)  the whole job on the FnApiRunner, Parquet in → partitions out, `--verdict-mode free --max-tokens N`.
 (a) and (b) alternate `--repeat` times and the fastest of each counts (other work shares the machine). Also
 reported: CPU seconds of this process and the engine's processes per measurement (less sensitive to that load).
@@ -35,7 +35,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=200, help="conversations")
     parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=64, help="the job's --batch-size")
+    parser.add_argument("--batch-size", type=int, default=256, help="the job's --batch-size (its default)")
     parser.add_argument("--repeat", type=int, default=2, help="alternating runs of (a) and (b); the fastest counts")
     parser.add_argument("--seed", type=int, default=21)
     parser.add_argument("--smoke", action="store_true", help="tiny run (2 conversations, 4 tokens, once)")
@@ -72,6 +72,7 @@ def main(argv=None) -> dict:
 
     from pipelines.embedded_model import EMBEDDED_MODEL_NAME
     from pipelines.moderate import run
+    from transforms.batching import BatchPerKeyDoFn
     from transforms.engine import SamplingSettings
     from transforms.judging import JudgeRequest, JudgeSettings, judge_batch
     from transforms.vllm_engine import VllmEngineSpec
@@ -97,16 +98,17 @@ def main(argv=None) -> dict:
             return llm.generate([TokensPrompt(prompt_token_ids=i) for i in ids], params, use_tqdm=False)
 
         def raw_in_job_batches() -> None:
-            """(a'') (a) sent as the job sends it: per policy version, calls of --batch-size prompts, in turn."""
-            ordered = sorted(units, key=lambda u: (u.policy_version, u.content_key))
+            """(a'') (a) sent as the job sends it: the job's batcher (full calls of one policy, then the tail in
+            policy order), each call sorted by (policy version, content key), one call after another."""
             params = SamplingParams(max_tokens=args.max_tokens, temperature=0.0)
-            by_policy: dict[str, list] = {}
-            for unit in ordered:
-                by_policy.setdefault(unit.policy_version, []).append(unit)
-            for group in by_policy.values():
-                for first in range(0, len(group), args.batch_size):
-                    chunk = [engine._prompt_ids(u.prompt, "") for u in group[first : first + args.batch_size]]
-                    llm.generate([TokensPrompt(prompt_token_ids=i) for i in chunk], params, use_tqdm=False)
+            batcher = BatchPerKeyDoFn(args.batch_size)
+            batcher.start_bundle()
+            calls = [call for u in units for call in batcher.process((u.policy_version, u))]
+            calls += [windowed.value for windowed in batcher.finish_bundle()]
+            for call in calls:
+                ordered = sorted(call, key=lambda u: (u.policy_version, u.content_key))
+                chunk = [engine._prompt_ids(u.prompt, "") for u in ordered]
+                llm.generate([TokensPrompt(prompt_token_ids=i) for i in chunk], params, use_tqdm=False)
 
         def pipeline(attempt: int):
             output = workdir / f"out-{attempt}"

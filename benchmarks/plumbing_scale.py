@@ -100,7 +100,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1000,10000,100000", help="comma-separated input row counts")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes (300,1200): a quick check that it runs")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=256, help="units per engine call (the job's default)")
+    parser.add_argument(
+        "--row-group-rows",
+        type=int,
+        help="rows per Parquet row group of the input (default: pyarrow's, i.e. one row group per file here)",
+    )
     parser.add_argument("--verdict-mode", default="auto")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--workdir", help="where inputs/outputs go (default: a temporary folder, removed after)")
@@ -134,7 +139,8 @@ def main(argv=None) -> dict:
     runs = []
     try:
         for size in sizes:
-            common.write_log(common.synthetic_rows(size, args.seed), workdir / f"in-{size}" / "logs.parquet")
+            log = workdir / f"in-{size}" / "logs.parquet"
+            common.write_log(common.synthetic_rows(size, args.seed), log, row_group_rows=args.row_group_rows)
             command = [sys.executable, __file__, "--child", str(size), "--workdir", str(workdir)]
             command += ["--batch-size", str(args.batch_size), "--verdict-mode", args.verdict_mode]
             command += ["--profile"] if args.profile else []

@@ -33,6 +33,7 @@ from transforms.judge_units import JudgeUnitsDoFn, RunContext, UnitGroup, group_
 from transforms.read_logs import (
     CONVERSATIONS,
     DEAD_LETTER,
+    DUPLICATES,
     SKIPPED,
     ReadConversations,
     count_rows_in_file,
@@ -100,8 +101,15 @@ def _group_identical(units):
     )
 
 
-def build_pipeline(pipeline: beam.Pipeline, plan: JobPlan) -> dict[str, beam.PCollection]:
-    """Logs in → verdict and dead-letter partitions out. Returns the verdict and dead-letter rows.
+def _write_dead_letters(name: str, dead_letters: beam.PCollection, plan: JobPlan) -> beam.PCollection:
+    counted = dead_letters | f"Count{name}DeadLetters" >> beam.ParDo(accounting.CountDeadLetters())
+    _ = counted | f"Write{name}Errors" >> beam.ParDo(WritePartitionsDoFn(plan.output, plan.run_id, "errors"))
+    return counted
+
+
+def build_pipeline(pipeline: beam.Pipeline, plan: JobPlan) -> dict:
+    """Logs in → verdict and dead-letter partitions out. Returns the verdict rows and the dead-letter rows of
+    each step that makes them.
 
     `--dedup worker` (the default on the in-process runner) makes it one fused, streaming stage from the file
     list to the writers: duplicates are found through on-disk indexes (`transforms.disk_index`) instead of
@@ -137,12 +145,11 @@ def build_pipeline(pipeline: beam.Pipeline, plan: JobPlan) -> dict[str, beam.PCo
     _ = verdicts | "WriteVerdicts" >> beam.ParDo(
         WritePartitionsDoFn(plan.output, plan.run_id, "verdicts", flush_rows=plan.flush_rows)
     )
-    errors = (
-        (read[DEAD_LETTER], made[DEAD_LETTER], judged[DEAD_LETTER])
-        | "AllDeadLetters" >> beam.Flatten()
-        | "CountDeadLetters" >> beam.ParDo(accounting.CountDeadLetters())
-    )
-    _ = errors | "WriteErrors" >> beam.ParDo(WritePartitionsDoFn(plan.output, plan.run_id, "errors"))
+    # Each source of dead letters is written by its own step, not through a Flatten: on the FnApiRunner a
+    # Flatten's consumer waits for (and holds in memory) every input, so memory would grow with bad input.
+    sources = {"Read": read[DEAD_LETTER], "DuplicateIds": read[DUPLICATES], "MakeUnits": made[DEAD_LETTER]}
+    sources["Judge"] = judged[DEAD_LETTER]
+    errors = [_write_dead_letters(name, dead_letters, plan) for name, dead_letters in sources.items()]
     return {"verdicts": verdicts, "errors": errors}
 
 

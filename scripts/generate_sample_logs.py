@@ -322,10 +322,10 @@ def generate_conversations(n: int, seed: int, duplicate_fraction: float = 0.0) -
     return rows
 
 
-def write_canonical(rows: list[dict], path: str | Path) -> None:
+def write_canonical(rows: list[dict], path: str | Path, row_group_rows: int | None = None) -> None:
     """Write canonical conversation dicts as one Parquet file (one row per conversation)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=CANONICAL_SCHEMA), path)
+    pq.write_table(pa.Table.from_pylist(rows, schema=CANONICAL_SCHEMA), path, row_group_size=row_group_rows)
 
 
 def write_turn_rows(rows: list[dict], path: str | Path) -> None:

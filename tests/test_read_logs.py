@@ -29,6 +29,7 @@ from transforms.log_schema import CANONICAL, ERROR_KINDS, TURN_PER_ROW, detect_l
 from transforms.read_logs import (
     CONVERSATIONS,
     DEAD_LETTER,
+    DUPLICATES,
     SKIPPED,
     InputError,
     ReadConversations,
@@ -306,7 +307,11 @@ def test_read_conversations_transform(
         conversations = result[CONVERSATIONS] | "Ids" >> beam.Map(
             lambda c: (c.conversation_id, Path(c.source_file).name, c.source_rows)
         )
-        dead = result[DEAD_LETTER] | "Kinds" >> beam.Map(lambda d: (d.error_kind, Path(d.source_file).name, d.rows))
+        dead = (
+            (result[DEAD_LETTER], result[DUPLICATES])
+            | beam.Flatten()
+            | "Kinds" >> beam.Map(lambda d: (d.error_kind, Path(d.source_file).name, d.rows))
+        )
         skipped_ids = result[SKIPPED] | "SkippedIds" >> beam.Map(lambda c: c.conversation_id)
         assert_that(conversations, equal_to(kept), label="conversations")
         expected_dead = [("duplicate_conversation_id", "b.parquet", 1), ("unreadable_file", "d.parquet", 0)]

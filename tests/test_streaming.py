@@ -20,6 +20,7 @@ from transforms.verdict_cache import VerdictCache, cache_row, settings_key
 from transforms.write_partitions import publish_table
 
 GROUP_BY_KEY_URN = "beam:transform:group_by_key:v1"
+FLATTEN_URN = "beam:transform:flatten:v1"
 
 
 def judgement(answer: str) -> Judgement:
@@ -164,7 +165,7 @@ def test_dedup_auto_streams_only_on_the_single_worker_local_runner(args, expecte
     assert resolve_dedup(PipelineOptions(args)) == expected
 
 
-def group_by_keys(tmp_path: Path, dedup: str) -> list[str]:
+def transforms_of(tmp_path: Path, dedup: str, urn: str) -> list[str]:
     log = tmp_path / "in" / "logs.parquet"
     write_canonical(generate_conversations(5, seed=1), log)
     argv = ["--input", str(log), "--output", str(tmp_path / "out"), "--engine", "fake", "--dedup", dedup]
@@ -173,13 +174,15 @@ def group_by_keys(tmp_path: Path, dedup: str) -> list[str]:
     pipeline = beam.Pipeline(options=options)
     build_pipeline(pipeline, plan)
     transforms = pipeline.to_runner_api().components.transforms.values()
-    return [t.unique_name for t in transforms if t.spec.urn == GROUP_BY_KEY_URN]
+    return [t.unique_name for t in transforms if t.spec.urn == urn]
 
 
-def test_worker_dedup_builds_no_group_by_key_so_the_in_process_runner_streams(tmp_path):
-    assert group_by_keys(tmp_path, "worker") == []
+def test_worker_dedup_builds_no_group_by_key_or_flatten_so_the_in_process_runner_streams(tmp_path):
+    # the FnApiRunner holds in memory whatever crosses a GroupByKey or a Flatten
+    assert transforms_of(tmp_path, "worker", GROUP_BY_KEY_URN) == []
+    assert transforms_of(tmp_path, "worker", FLATTEN_URN) == []
 
 
 def test_shuffle_dedup_groups_conversation_ids_and_identical_units(tmp_path):
-    names = group_by_keys(tmp_path, "shuffle")
+    names = transforms_of(tmp_path, "shuffle", GROUP_BY_KEY_URN)
     assert any("GroupById" in n for n in names) and any("GroupIdentical" in n for n in names)

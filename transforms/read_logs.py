@@ -47,6 +47,7 @@ OpenFile = Callable[[str], IO[bytes]]
 CONVERSATIONS = "conversations"
 DEAD_LETTER = "dead_letter"
 SKIPPED = "skipped"
+DUPLICATES = "duplicates"
 BATCH_ROWS = 4096
 # What pyarrow raises for a file that is not Parquet or is corrupt (thrift errors surface as OSError).
 _PARQUET_ERRORS = (pa.ArrowException, OSError, ValueError, EOFError)
@@ -225,8 +226,10 @@ class ReadConversations(beam.PTransform):
     """Read and validate the conversation logs matching `patterns`.
 
     Returns a dict of PCollections: `CONVERSATIONS` ("conversations", `Conversation`), `DEAD_LETTER`
-    ("dead_letter", `DeadLetter`) and `SKIPPED` ("skipped", `Conversation`s whose UTC date is not
-    `only_date`: counted, not dead-lettered).
+    ("dead_letter", `DeadLetter`s of unreadable files and invalid rows), `DUPLICATES` ("duplicates",
+    `duplicate_conversation_id` dead letters) and `SKIPPED` ("skipped", `Conversation`s whose UTC date is not
+    `only_date`: counted, not dead-lettered). The two dead-letter collections are not flattened here: on the
+    in-process runner a Flatten holds its inputs in memory until they are complete.
 
     Duplicate conversation ids across the run are flagged rather than merged or silently dropped: the first
     by (source_file, source_row) is kept and every other copy becomes a `duplicate_conversation_id` dead
@@ -282,5 +285,9 @@ class ReadConversations(beam.PTransform):
                 | "GroupById" >> beam.GroupByKey()
                 | "KeepFirst" >> beam.FlatMap(keep_first).with_outputs(DEAD_LETTER, main=CONVERSATIONS)
             )
-        dead_letters = (read[DEAD_LETTER], unique[DEAD_LETTER]) | "AllDeadLetters" >> beam.Flatten()
-        return {CONVERSATIONS: unique[CONVERSATIONS], DEAD_LETTER: dead_letters, SKIPPED: read[SKIPPED]}
+        return {
+            CONVERSATIONS: unique[CONVERSATIONS],
+            DEAD_LETTER: read[DEAD_LETTER],
+            DUPLICATES: unique[DEAD_LETTER],
+            SKIPPED: read[SKIPPED],
+        }
