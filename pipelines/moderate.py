@@ -127,13 +127,12 @@ def build_pipeline(pipeline: beam.Pipeline, plan: JobPlan) -> dict:
         MakeUnitsDoFn(plan.registry, plan.template, plan.context.model, plan.engine_spec)
     ).with_outputs(DEAD_LETTER, main="units")
     fresh = made["units"] | "SkipPublished" >> beam.ParDo(_SkipPublished(plan.done_keys))
-    if streaming:  # identical units meet in the judge step's memo
-        groups = fresh | "OneGroupPerUnit" >> beam.Map(lambda u: (u.content_key, (u,)))
+    if streaming:  # one group per unit: identical units meet in the judge step's memo
+        keyed = fresh | "KeyByPolicy" >> beam.Map(lambda u: (u.policy_version, (u.content_key, (u,))))
     else:
-        groups = _group_identical(fresh)
+        keyed = _group_identical(fresh) | "KeyByPolicy" >> beam.Map(_key_by_policy)
     judged = (
-        groups
-        | "KeyByPolicy" >> beam.Map(_key_by_policy)
+        keyed
         | "BatchPerPolicy" >> beam.ParDo(BatchPerKeyDoFn(plan.batch_size))
         | "Judge"
         >> beam.ParDo(JudgeUnitsDoFn(plan.engine_spec, plan.context, plan.verdict_cache)).with_outputs(

@@ -43,6 +43,7 @@ def make_units(
 ) -> list[ModerationUnit]:
     """Every moderation unit of a conversation under its tenant's policy."""
     version = template_version(template)
+    date = conversation.date
     units = []
     for level, index in judged_turns(conversation.messages, policy):
         fitted = fit_conversation(conversation.messages[: index + 1], level, policy.context_budget_tokens, count_tokens)
@@ -51,7 +52,7 @@ def make_units(
             ModerationUnit(
                 conversation_id=conversation.conversation_id,
                 tenant_id=conversation.tenant_id,
-                date=conversation.date,
+                date=date,
                 unit=level,
                 turn_index=index,
                 policy_id=policy.id,
