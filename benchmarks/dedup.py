@@ -45,6 +45,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=16, help="16: 30%% of the units are duplicates at --n 64")
     parser.add_argument("--repeat", type=int, default=2, help="alternating runs of unique/duplicates; fastest counts")
     parser.add_argument("--engine", default="vllm", choices=["vllm", "fake"], help="fake: plumbing check only")
+    parser.add_argument(
+        "--no-cache-runs", action="store_true", help="skip the cache-fill and cache-hit runs (large --n)"
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny run (6 conversations, 4 tokens)")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args(argv)
@@ -119,10 +122,13 @@ def main(argv=None) -> dict:
             holder, start_s = common.start_engine(spec)
             holder.engine.complete(["warm-up"], _sampling(4), [4])  # first-call set-up
         cache = workdir / "verdict-cache"
-        plan = [("unique", logs["unique"], []), ("duplicates", logs["duplicates"], [])] * args.repeat + [
-            ("cache-fill", logs["duplicates"], ["--verdict-cache", str(cache)]),
-            ("cache-hit", logs["duplicates"], ["--verdict-cache", str(cache)]),
-        ]
+        plan = [("unique", logs["unique"], []), ("duplicates", logs["duplicates"], [])] * args.repeat
+        if not args.no_cache_runs:
+            plan += [
+                ("cache-fill", logs["duplicates"], ["--verdict-cache", str(cache)]),
+                ("cache-hit", logs["duplicates"], ["--verdict-cache", str(cache)]),
+            ]
+        cached_same = None
         for attempt, (name, log, extra) in enumerate(plan):
             if holder is not None:
                 common.reset_prefix_cache(holder.engine)
@@ -168,9 +174,11 @@ def main(argv=None) -> dict:
         duplicate_unit_share=round(runs["duplicates"]["units_deduplicated"] / max(runs["duplicates"]["units"], 1), 3),
         duplicates_identical=runs["duplicates"]["all_identical"],
         units_deduplicated=runs["duplicates"]["units_deduplicated"],
-        units_from_cache=runs["cache-hit"]["units_from_cache"],
+        units_from_cache=runs["cache-hit"]["units_from_cache"] if "cache-hit" in runs else None,
         cache_hit_verdicts_match_judged=cached_same,
-        time_ratio_duplicates_over_cache_hit=round(runs["duplicates"]["wall_s"] / runs["cache-hit"]["wall_s"], 3),
+        time_ratio_duplicates_over_cache_hit=(
+            round(runs["duplicates"]["wall_s"] / runs["cache-hit"]["wall_s"], 3) if "cache-hit" in runs else None
+        ),
         target_ratio=TARGET_RATIO,
         load_end=common.load(),
     )
