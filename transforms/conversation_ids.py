@@ -22,16 +22,7 @@ def _duplicate_dead_letter(dup: Conversation, kept_file: str, kept_row: int | st
         f"{dup.source_file}: row {dup.source_row}: field 'conversation_id' {dup.conversation_id!r} was "
         f"already read from {kept_file} row {kept_row}"
     )
-    return DeadLetter(
-        stage="validate",
-        error_kind="duplicate_conversation_id",
-        message=message,
-        source_file=dup.source_file,
-        conversation_id=dup.conversation_id,
-        tenant_id=dup.tenant_id,
-        row=dup.source_row,
-        rows=dup.source_rows,
-    )
+    return DeadLetter.for_conversation(dup, "validate", "duplicate_conversation_id", message)
 
 
 def keep_first(keyed: tuple[str, Iterable[Conversation]]) -> Iterator[Conversation | TaggedOutput]:

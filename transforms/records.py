@@ -62,6 +62,20 @@ class DeadLetter:
         """The record as a flat dict for the errors Parquet files."""
         return dataclasses.asdict(self)
 
+    @classmethod
+    def for_conversation(cls, conversation: Conversation, stage: str, error_kind: str, message: str) -> DeadLetter:
+        """A dead letter for a whole conversation: its file, first row, id, tenant and every row it came from."""
+        return cls(
+            stage=stage,
+            error_kind=error_kind,
+            message=message,
+            source_file=conversation.source_file,
+            conversation_id=conversation.conversation_id,
+            tenant_id=conversation.tenant_id,
+            row=conversation.source_row,
+            rows=conversation.source_rows,
+        )
+
 
 @dataclasses.dataclass(frozen=True)
 class ModerationUnit:

@@ -114,14 +114,5 @@ class MakeUnitsDoFn(beam.DoFn):
 
 
 def _dead_letter(conversation: Conversation, stage: str, kind: str, message: str) -> DeadLetter:
-    return DeadLetter(
-        stage=stage,
-        error_kind=kind,
-        message=f"{conversation.source_file} row {conversation.source_row} "
-        f"(conversation {conversation.conversation_id!r}): {message}",
-        source_file=conversation.source_file,
-        conversation_id=conversation.conversation_id,
-        tenant_id=conversation.tenant_id,
-        row=conversation.source_row,
-        rows=conversation.source_rows,
-    )
+    where = f"{conversation.source_file} row {conversation.source_row} (conversation {conversation.conversation_id!r})"
+    return DeadLetter.for_conversation(conversation, stage, kind, f"{where}: {message}")
