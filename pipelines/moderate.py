@@ -92,7 +92,7 @@ def _key_by_policy(group: UnitGroup) -> tuple[str, UnitGroup]:
 
 
 def _group_identical(units):
-    """Units → (content key, units sharing it): a GroupByKey (`--dedup shuffle`) or one group per unit (worker)."""
+    """Units → (content key, units sharing it, in judging order), through a GroupByKey (`--dedup shuffle`)."""
     return (
         units
         | "KeyByContent" >> beam.WithKeys(lambda u: u.content_key)
@@ -128,7 +128,7 @@ def build_pipeline(pipeline: beam.Pipeline, plan: JobPlan) -> dict:
     ).with_outputs(DEAD_LETTER, main="units")
     fresh = made["units"] | "SkipPublished" >> beam.ParDo(_SkipPublished(plan.done_keys))
     if streaming:  # one group per unit: identical units meet in the judge step's memo
-        keyed = fresh | "KeyByPolicy" >> beam.Map(lambda u: (u.policy_version, (u.content_key, (u,))))
+        keyed = fresh | "KeyByPolicy" >> beam.Map(lambda u: _key_by_policy((u.content_key, (u,))))
     else:
         keyed = _group_identical(fresh) | "KeyByPolicy" >> beam.Map(_key_by_policy)
     judged = (
@@ -146,8 +146,12 @@ def build_pipeline(pipeline: beam.Pipeline, plan: JobPlan) -> dict:
     )
     # Each source of dead letters is written by its own step, not through a Flatten: on the FnApiRunner a
     # Flatten's consumer waits for (and holds in memory) every input, so memory would grow with bad input.
-    sources = {"Read": read[DEAD_LETTER], "DuplicateIds": read[DUPLICATES], "MakeUnits": made[DEAD_LETTER]}
-    sources["Judge"] = judged[DEAD_LETTER]
+    sources = {
+        "Read": read[DEAD_LETTER],
+        "DuplicateIds": read[DUPLICATES],
+        "MakeUnits": made[DEAD_LETTER],
+        "Judge": judged[DEAD_LETTER],
+    }
     errors = [_write_dead_letters(name, dead_letters, plan) for name, dead_letters in sources.items()]
     return {"verdicts": verdicts, "errors": errors}
 

@@ -12,9 +12,7 @@ import apache_beam as beam
 from apache_beam.pvalue import TaggedOutput
 
 from transforms.disk_index import shared_index
-from transforms.records import Conversation, DeadLetter
-
-DEAD_LETTER = "dead_letter"
+from transforms.records import DEAD_LETTER, Conversation, DeadLetter
 
 
 def _duplicate_dead_letter(dup: Conversation, kept_file: str, kept_row: int | str) -> DeadLetter:

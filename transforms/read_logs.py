@@ -40,12 +40,11 @@ from transforms.log_schema import (
     timestamp_values,
     validate_conversation,
 )
-from transforms.records import Conversation, DeadLetter
+from transforms.records import DEAD_LETTER, Conversation, DeadLetter
 
 OpenFile = Callable[[str], IO[bytes]]
 
 CONVERSATIONS = "conversations"
-DEAD_LETTER = "dead_letter"
 SKIPPED = "skipped"
 DUPLICATES = "duplicates"
 BATCH_ROWS = 4096

@@ -12,6 +12,8 @@ from typing import Literal
 Role = Literal["system", "user", "assistant"]
 UnitLevel = Literal["prompt", "response"]
 ROLES: tuple[str, ...] = ("system", "user", "assistant")
+DEAD_LETTER = "dead_letter"
+"""The output tag of every step's dead letters."""
 
 
 @dataclasses.dataclass(frozen=True)

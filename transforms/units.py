@@ -11,9 +11,8 @@ from policies import PolicyRegistry, ResolvedPolicy, tenant_id_problem
 from transforms.counters import count
 from transforms.engine import EngineSpec
 from transforms.prompts import fit_conversation, render_from_lines, template_version
-from transforms.records import Conversation, DeadLetter, Message, ModerationUnit
+from transforms.records import DEAD_LETTER, Conversation, DeadLetter, Message, ModerationUnit
 
-DEAD_LETTER = "dead_letter"
 _LEVEL_ROLE = {"prompt": "user", "response": "assistant"}
 
 
