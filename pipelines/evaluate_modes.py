@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from pipelines.evaluate import evaluate
+from pipelines.metrics import mean
 from transforms.judging import VERDICT_MODES
 
 log = logging.getLogger("rsafe_batch.evaluate_modes")
@@ -25,20 +26,41 @@ def _cell(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+FREE_FROM_AUTO = "free (from auto)"
+
+
+def with_free_from_auto(per_mode: dict[str, dict[str, dict]]) -> dict[str, dict[str, dict]]:
+    """Add `free` metrics derived from a greedy `auto` run (`pipelines.evaluate.free_view`) when `free` itself
+    was not run: the same first pass, so no second engine pass is needed."""
+    auto = per_mode.get("auto")
+    if "free" in per_mode or not auto or not all("free_from_auto" in m for m in auto.values()):
+        return per_mode
+    return {**per_mode, FREE_FROM_AUTO: {name: m["free_from_auto"] for name, m in auto.items()}}
+
+
 def render_modes_table(per_mode: dict[str, dict[str, dict]]) -> str:
     """Markdown: one row per set, F1 / F1 (unparsed dropped) / AUROC / parse-error rate per mode."""
+    per_mode = with_free_from_auto(per_mode)
     modes = list(per_mode)
     sets = list(next(iter(per_mode.values())))
     header = ["set", "n"]
     for mode in modes:
-        header += [f"F1 {mode}", f"F1 {mode} (unparsed dropped)", f"AUROC {mode}", f"parse err {mode}"]
+        header += [f"F1 {mode}", f"F1 {mode} (unparsed dropped)", f"AUROC {mode}", f"unparsed {mode}"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name in sets:
         row = [name, str(per_mode[modes[0]][name]["n"])]
         for mode in modes:
             m = per_mode[mode][name]
-            row += [_cell(m["f1"]), _cell(m["f1_unparsed_dropped"]), _cell(m["auroc"]), f"{m['parse_error_rate']:.0%}"]
+            unparsed = m["parse_error_rate"] + m["truncation_rate"]
+            row += [_cell(m["f1"]), _cell(m["f1_unparsed_dropped"]), _cell(m["auroc"]), f"{unparsed:.0%}"]
         lines.append("| " + " | ".join(row) + " |")
+    row = ["**mean**", ""]
+    for mode in modes:
+        values = per_mode[mode].values()
+        f1s = [m["f1"] for m in values if m["f1"] is not None]
+        aurocs = [m["auroc"] for m in values if m["auroc"] is not None]
+        row += [_cell(mean(f1s)), "", _cell(mean(aurocs)), ""]
+    lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -60,7 +82,8 @@ def evaluate_modes(argv: list[str], engine_spec=None) -> dict[str, dict[str, dic
     out.mkdir(parents=True, exist_ok=True)
     table = render_modes_table(per_mode)
     (out / "modes.md").write_text(table)
-    (out / "modes.json").write_text(json.dumps(per_mode, indent=2, sort_keys=True, default=str) + "\n")
+    combined = with_free_from_auto(per_mode)
+    (out / "modes.json").write_text(json.dumps(combined, indent=2, sort_keys=True, default=str) + "\n")
     return per_mode
 
 

@@ -197,7 +197,7 @@ def plan_job(options: ModerationOptions, engine_spec: EngineSpec | None = None) 
         reject_unknown_tenants=options.reject_unknown_tenants,
     )
     engine_spec = engine_spec or _engine_spec(options)
-    model = getattr(engine_spec, "model", None) or _default_model_name(engine_spec)
+    model = _model_label(engine_spec)
     output = options.output.rstrip("/")
     run_id = options.run_id or dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
     context = RunContext(run_id=run_id, model=model, settings=settings)
@@ -218,12 +218,11 @@ def plan_job(options: ModerationOptions, engine_spec: EngineSpec | None = None) 
     )
 
 
-def _default_model_name(engine_spec: EngineSpec) -> str:
+def _model_label(engine_spec: EngineSpec) -> str:
+    """The model recorded in the manifest and on every verdict row (the embedded guard: base + adapter version)."""
     if isinstance(engine_spec, VllmEngineSpec):
-        from pipelines.embedded_model import EMBEDDED_MODEL_NAME
-
-        return EMBEDDED_MODEL_NAME
-    return getattr(engine_spec, "model_name", type(engine_spec).__name__)
+        return engine_spec.model_label
+    return getattr(engine_spec, "model", None) or getattr(engine_spec, "model_name", type(engine_spec).__name__)
 
 
 def _runner(options: PipelineOptions):

