@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines.embedded_model import guard_model_name
 from pipelines.moderate import run
 from policies import load_policy_registry
 from tests.conftest import REAL_ENGINE_SPEC
@@ -60,7 +61,7 @@ def sample_run(real_engine, tmp_path_factory):
     _write_extra_log(root / "extra.parquet")
     out = root / "out"
     argv = ["--input", SAMPLES, "--input", str(root / "extra.parquet"), "--output", str(out)]
-    argv += ["--max-tokens", "48", "--batch-size", "32"]
+    argv += ["--max-tokens", "96", "--batch-size", "32"]
     manifest = run(argv, engine_spec=REAL_ENGINE_SPEC)
     verdicts = pl.read_parquet(f"{out}/verdicts/**/*.parquet", hive_partitioning=True)
     errors = pl.read_parquet(f"{out}/errors/**/*.parquet", hive_partitioning=True)
@@ -88,7 +89,15 @@ def test_real_engine_default_run_has_no_parse_errors_and_every_verdict_has_p_uns
     assert verdicts["p_unsafe"].null_count() == 0
     assert verdicts["p_unsafe"].is_between(0.0, 1.0).all()
     assert set(verdicts["verdict_source"]) <= {"model", "forced"}
-    assert set(verdicts["model"]) == {"SmolLM2-135M-Instruct"}
+    assert set(verdicts["model"]) == {guard_model_name()}  # the trained guard: base + adapter version
+
+
+def test_real_engine_the_guard_answers_with_its_own_box(sample_run):
+    manifest, verdicts, _, _ = sample_run
+    assert manifest.model == guard_model_name()
+    own = verdicts.filter(pl.col("verdict_source") == "model")
+    assert len(own) >= 0.95 * len(verdicts), verdicts["verdict_source"].value_counts()
+    assert own["raw_output"].str.starts_with("<think>").all() and own["p_unsafe"].null_count() == 0
 
 
 def test_real_engine_manifest_counts_match_the_files(sample_run):

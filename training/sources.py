@@ -55,29 +55,26 @@ def guardreasoner(folder: Path) -> Iterator[LabelledText]:
         yield LabelledText(f"guardreasoner:{row['source']}", str(index), "prompt", row["prompt"], None, label)
 
 
-def aegis2(folder: Path) -> Iterator[LabelledText]:
+def _csv_rows(folder: Path, name: str) -> Iterator[dict[str, str]]:
+    """The rows of a set's CSV (UTF-8 with BOM), less those its exclude list names by `id`."""
     drop = _excluded(folder, "id")
-    with open(folder / "aegis_900.csv", encoding="utf-8-sig", newline="") as handle:
-        for row in csv.DictReader(handle):
-            if row["id"] in drop:
-                continue
-            category = row["category"] or None
-            yield LabelledText("aegis2_train", row["id"], "prompt", row["prompt"], None, "unsafe", category)
-            if row["instruct_response"].strip():
-                yield LabelledText(
-                    "aegis2_train", row["id"], "response", row["prompt"], row["instruct_response"], "safe", category
-                )
+    with open(folder / name, encoding="utf-8-sig", newline="") as handle:
+        yield from (row for row in csv.DictReader(handle) if row["id"] not in drop)
+
+
+def aegis2(folder: Path) -> Iterator[LabelledText]:
+    for row in _csv_rows(folder, "aegis_900.csv"):
+        category = row["category"] or None
+        yield LabelledText("aegis2_train", row["id"], "prompt", row["prompt"], None, "unsafe", category)
+        if row["instruct_response"].strip():
+            reply = row["instruct_response"]
+            yield LabelledText("aegis2_train", row["id"], "response", row["prompt"], reply, "safe", category)
 
 
 def jailbreakv(folder: Path) -> Iterator[LabelledText]:
-    drop = _excluded(folder, "id")
-    with open(folder / "jailbreak_600.csv", encoding="utf-8-sig", newline="") as handle:
-        for row in csv.DictReader(handle):
-            if row["id"] in drop:
-                continue
-            yield LabelledText(
-                "jailbreakv", row["id"], "prompt", row["prompt"], None, "unsafe", row["category"] or None
-            )
+    for row in _csv_rows(folder, "jailbreak_600.csv"):
+        category = row["category"] or None
+        yield LabelledText("jailbreakv", row["id"], "prompt", row["prompt"], None, "unsafe", category)
 
 
 def diasafety(folder: Path) -> Iterator[LabelledText]:
