@@ -44,9 +44,12 @@ def test_prefilled_think_is_put_back():
     assert rsafe_reward(completion, "unsafe", think_prefilled=True) == pytest.approx(0.1)
 
 
-def test_boxed_answer_uses_the_jobs_parser_on_unclosed_last_box():
-    # an unclosed last box does not hide an earlier closed one (transforms.verdict_parsing.last_box_content)
-    assert boxed_answer("<think>x</think>\\boxed{safe} \\boxed{uns") == "safe"
+def test_an_unclosed_last_box_is_no_answer_as_in_the_authors_scorer():
+    # the format regex still matches the earlier closed box, but the answer is the last `\boxed{`: unclosed
+    completion = "<think>x</think>\\boxed{safe} \\boxed{uns"
+    assert format_score(completion) == 1.0
+    assert boxed_answer(completion) is None
+    assert rsafe_reward(completion, "safe") == pytest.approx(0.1)
     assert boxed_answer("no box") is None
 
 

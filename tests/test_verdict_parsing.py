@@ -73,13 +73,17 @@ def test_nested_braces_are_balanced():
     assert parse_output(text, "stop").outcome == "unsafe"
 
 
-def test_unclosed_last_box_falls_back_to_an_earlier_closed_one():
+def test_unclosed_last_box_falls_back_to_an_earlier_closed_one_unless_cut_by_the_limit():
     text = "<think>x</think>\\boxed{unsafe}\nWait, let me redo: \\boxed{saf"
     found = last_box_content(text)
     assert found is not None and found[0] == "unsafe"
-    parsed = parse_output(text, "length")
+    assert last_box_content(text, earlier_if_unclosed=False) is None
+    parsed = parse_output(text, "stop")
     assert parsed.outcome == "unsafe"
     assert parsed.box_start == text.index("\\boxed{") + len("\\boxed{")
+    # the token limit hit inside the second box: the model was still answering, so the answer is truncated
+    cut = parse_output("<think>x</think>\\boxed{safe} … \\boxed{uns", "length")
+    assert cut.outcome == "truncated" and cut.box_start is None
 
 
 def test_only_an_unclosed_box():

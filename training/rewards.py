@@ -3,7 +3,7 @@
 - format = 1 iff the whole completion matches `<think>.*</think>.*\\boxed{.*}.*` (DOTALL; any text before
   `<think>`, even whitespace, fails);
 - accuracy = 1 iff the last box (`transforms.verdict_parsing.last_box_content`, nested braces counted,
-  lower-cased) equals the gold label, and only when format = 1;
+  lower-cased; an unclosed last box is no answer) equals the gold label, and only when format = 1;
 - reward = 0.9·accuracy + 0.1·format → 1.0 (right), 0.1 (well-formed but wrong), 0.0 (malformed).
 
 A chat template that pre-fills `<think>` in the prompt leaves it out of the completion; pass
@@ -29,8 +29,9 @@ def format_score(completion: str, think_prefilled: bool = False) -> float:
 
 
 def boxed_answer(completion: str) -> str | None:
-    """The last box's content, stripped and lower-cased (the authors' comparison), or None."""
-    found = last_box_content(completion)
+    """The last box's content, stripped and lower-cased (the authors' comparison), or None (no box, or the last
+    one unclosed: the authors read only the last `\\boxed{`)."""
+    found = last_box_content(completion, earlier_if_unclosed=False)
     return found[0].strip().lower() if found is not None else None
 
 

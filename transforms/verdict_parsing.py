@@ -2,7 +2,7 @@
 
 The verdict is the content of the **last** `\\boxed{…}` (nested braces counted), normalised: case, whitespace,
 `\\text{…}` and quotes stripped; only exactly `safe`/`unsafe` count. No usable box gives `parse_error`, or
-`truncated` when generation stopped at the token limit. Reasoning is the text inside `<think>…</think>`.
+`truncated` when generation stopped at the token limit (also when it stopped inside a later, unclosed box). Reasoning is the text inside `<think>…</think>`.
 """
 
 from __future__ import annotations
@@ -31,8 +31,12 @@ class ParsedOutput:
     box_start: int | None  # index just after the last `\boxed{`, None when there is no box
 
 
-def last_box_content(text: str) -> tuple[str, int] | None:
-    """Content of the last `\\boxed{…}` with balanced braces and its start index, or None (absent/unclosed)."""
+def last_box_content(text: str, earlier_if_unclosed: bool = True) -> tuple[str, int] | None:
+    """Content of the last `\\boxed{…}` with balanced braces and its start index, or None (absent/unclosed).
+
+    An unclosed last box falls back to the closed one before it, unless `earlier_if_unclosed` is False (the RSafe
+    authors' rule, which the reward follows: the last `\\boxed{` is the answer, unclosed means no answer).
+    """
     start = text.rfind(_BOX_OPEN)
     while start != -1:
         begin = start + len(_BOX_OPEN)
@@ -44,6 +48,8 @@ def last_box_content(text: str) -> tuple[str, int] | None:
                 depth -= 1
                 if depth == 0:
                     return text[begin:index], begin
+        if not earlier_if_unclosed:
+            return None
         start = text.rfind(_BOX_OPEN, 0, start)  # unclosed last box: an earlier closed one still counts
     return None
 
@@ -66,7 +72,8 @@ def extract_reasoning(text: str) -> str:
 def parse_output(text: str, finish_reason: str | None) -> ParsedOutput:
     """Outcome of one generation: the last box's verdict, else `truncated` (hit the limit) or `parse_error`."""
     reasoning = extract_reasoning(text)
-    found = last_box_content(text)
+    # cut off by the token limit inside a later box: the model was still answering, the earlier box is not final
+    found = last_box_content(text, earlier_if_unclosed=finish_reason != "length")
     if found is not None:
         verdict = normalize_verdict(found[0])
         if verdict is not None:
