@@ -86,6 +86,20 @@ def test_unclosed_last_box_falls_back_to_an_earlier_closed_one_unless_cut_by_the
     assert cut.outcome == "truncated" and cut.box_start is None
 
 
+@pytest.mark.parametrize(
+    ("text", "outcome"),
+    [
+        ("<think>x</think>\\boxed{unsafe}", "unsafe"),  # the limit hit right at the end of the box
+        ("<think>x</think>\\boxed{unsafe}\n  ", "unsafe"),
+        ("<think>x</think>\\boxed{unsafe} but on second thought the", "truncated"),
+        ("<think>x</think>\\boxed{safe}\nCategories: U", "truncated"),
+    ],
+)
+def test_cut_by_the_limit_counts_only_a_complete_last_box_with_nothing_after_it(text, outcome):
+    assert parse_output(text, "length").outcome == outcome
+    assert parse_output(text, "stop").outcome in {"safe", "unsafe"}
+
+
 def test_only_an_unclosed_box():
     assert last_box_content("\\boxed{safe") is None
     assert parse_output("\\boxed{safe", "length").outcome == "truncated"

@@ -2,7 +2,9 @@
 
 The verdict is the content of the **last** `\\boxed{…}` (nested braces counted), normalised: case, whitespace,
 `\\text{…}` and quotes stripped; only exactly `safe`/`unsafe` count. No usable box gives `parse_error`, or
-`truncated` when generation stopped at the token limit (also when it stopped inside a later, unclosed box). Reasoning is the text inside `<think>…</think>`.
+`truncated` when generation stopped at the token limit — also when a box is there but the model was still writing
+after it (cut off, an answer counts only if its last box is complete and nothing follows it). Reasoning is the
+text inside `<think>…</think>`.
 """
 
 from __future__ import annotations
@@ -72,8 +74,12 @@ def extract_reasoning(text: str) -> str:
 def parse_output(text: str, finish_reason: str | None) -> ParsedOutput:
     """Outcome of one generation: the last box's verdict, else `truncated` (hit the limit) or `parse_error`."""
     reasoning = extract_reasoning(text)
-    # cut off by the token limit inside a later box: the model was still answering, the earlier box is not final
-    found = last_box_content(text, earlier_if_unclosed=finish_reason != "length")
+    cut = finish_reason == "length"
+    # Cut off by the token limit, the answer counts only if its last box is complete and nothing follows it: the
+    # model was still writing (a later box, a second thought), so an earlier box is not its final answer.
+    found = last_box_content(text, earlier_if_unclosed=not cut)
+    if found is not None and cut and text[found[1] + len(found[0]) + 1 :].strip():
+        found = None
     if found is not None:
         verdict = normalize_verdict(found[0])
         if verdict is not None:
