@@ -331,8 +331,15 @@ def test_judge_settings_validation(kwargs, message):
 
 
 def test_judge_settings_accept_edges():
-    JudgeSettings(threshold=0.0, review_band=(0.0, 0.0))
-    JudgeSettings(threshold=1.0, review_band=(0.0, 1.0), reasoning_budget=1)
+    lowest = JudgeSettings(threshold=0.0, review_band=(0.0, 0.0))
+    assert (lowest.threshold, lowest.review_band) == (0.0, (0.0, 0.0))
+    assert decide("safe", 0.0, lowest, "flag") == "review"  # the band [0, 0] takes precedence
+    assert decide("safe", 1e-9, lowest, "flag") == "unsafe"  # threshold 0: everything else is unsafe
+    highest = JudgeSettings(threshold=1.0, review_band=(0.0, 1.0), reasoning_budget=1)
+    assert highest.reasoning_budget == 1
+    assert decide("unsafe", 1.0, highest, "flag") == "review"
+    assert decide("unsafe", 1.0, JudgeSettings(threshold=1.0), "flag") == "unsafe"
+    assert decide("unsafe", 0.999, JudgeSettings(threshold=1.0), "flag") == "safe"
 
 
 @pytest.mark.parametrize(

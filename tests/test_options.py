@@ -17,7 +17,15 @@ def test_misspelt_option_is_an_error_naming_it():
 
 
 def test_beam_runner_options_are_accepted():
-    reject_unknown_args(["--runner", "DirectRunner", "--direct_num_workers", "2", "--temp_location", "gs://b/t"])
+    from apache_beam.options.pipeline_options import DirectOptions, GoogleCloudOptions, PipelineOptions
+
+    argv = ["--runner", "DirectRunner", "--direct_num_workers", "2", "--temp_location", "gs://b/t"]
+    assert reject_unknown_args(argv) is None
+    options = PipelineOptions(argv)
+    assert options.view_as(DirectOptions).direct_num_workers == 2
+    assert options.view_as(GoogleCloudOptions).temp_location == "gs://b/t"
+    with pytest.raises(ValueError, match="--direct_num_workerz"):
+        reject_unknown_args([*argv, "--direct_num_workerz", "3"])
 
 
 def test_pattern_matching_nothing_fails_before_running(tmp_path):
