@@ -91,11 +91,14 @@ class PolicyRegistry:
 
 
 def _check_unique_codes(categories: Sequence[Category], field: str, path: str) -> None:
-    seen: set[str] = set()
+    """Codes are unique ignoring case: the verdict parser matches listed codes case-insensitively."""
+    seen: dict[str, str] = {}
     for index, category in enumerate(categories):
-        if category.code in seen:
-            raise PolicyError(f"{path}: {field}[{index}].code: duplicate category code {category.code!r}")
-        seen.add(category.code)
+        other = seen.get(category.code.lower())
+        if other is not None:
+            same = "" if other == category.code else f" (same as {other!r} ignoring case)"
+            raise PolicyError(f"{path}: {field}[{index}].code: duplicate category code {category.code!r}{same}")
+        seen[category.code.lower()] = category.code
 
 
 def _resolve_categories(doc: PolicyDocument, parent: ResolvedPolicy | None, path: str) -> list[Category]:
@@ -142,6 +145,7 @@ def _resolve_categories(doc: PolicyDocument, parent: ResolvedPolicy | None, path
                 "(use replace_categories to change it)"
             )
     result.extend(doc.add_categories)
+    _check_unique_codes(result, "categories (resolved)", path)
     if not result:
         raise PolicyError(f"{path}: categories: no categories left after resolution")
     return result

@@ -76,6 +76,24 @@ def test_duplicate_category_code_names_field_and_file(tmp_path: Path) -> None:
     assert_policy_error(tmp_path, child, "child.yaml", "categories[3].code", "duplicate", "B1")
 
 
+def test_category_codes_are_unique_ignoring_case(tmp_path: Path) -> None:
+    own = """\
+    id: child
+    description: d
+    categories:
+      - {code: U1, name: n, description: d}
+      - {code: u1, name: n, description: d}
+    """
+    assert_policy_error(tmp_path, own, "child.yaml", "categories[1].code", "'u1'", "same as 'U1' ignoring case")
+    added = """\
+    id: child
+    extends: base
+    add_categories:
+      - {code: a1, name: n, description: d}
+    """
+    assert_policy_error(tmp_path, added, "child.yaml", "'a1'", "same as 'A1' ignoring case")
+
+
 def test_empty_category_list_after_resolution(tmp_path: Path) -> None:
     child = """\
     id: child

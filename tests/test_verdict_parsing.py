@@ -132,6 +132,7 @@ ALLOWED = ("U1", "U2", "K1", "Sx-3")
         ("categories: u1; k1", ["U1", "K1"], []),  # case-insensitive, returned in the policy's spelling
         ("CATEGORIES :  sx-3 (U2).", ["Sx-3", "U2"], []),
         ("Categories: U1, Z9, U1, u1, Q7", ["U1"], ["Z9", "Q7"]),  # duplicates once, unknown codes counted
+        ("Categories: Z9, Z9, U1, Z9", ["U1"], ["Z9"]),  # an unknown code is reported once
         ("Categories: none", [], []),
         ("Categories: N/A", [], []),
         ("Categories: -", [], []),

@@ -110,6 +110,6 @@ def parse_categories(text: str, allowed_codes: Collection[str]) -> tuple[list[st
         if code is not None:
             if code not in known:
                 known.append(code)
-        elif _CODE.fullmatch(token):
+        elif _CODE.fullmatch(token) and token not in unknown:
             unknown.append(token)
     return known, unknown
