@@ -19,7 +19,7 @@ def _validate(args: argparse.Namespace) -> int:
         registry = load_policy_registry(args.paths, args.tenants)
         policies = registry.policies()
     else:
-        policies = load_policies(args.paths)
+        policies = load_policies(args.paths, parents=() if args.standalone else [str(DEFAULT_POLICY_DIR)])
     for policy in policies.values():
         print(f"{policy.id}\t{policy.version}\t{len(policy.categories)} categories")
     if args.tenants:
@@ -73,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="validate policy files and print id + version")
     validate.add_argument("paths", nargs="+", metavar="PATH", help="policy files or directories (local/gs/s3)")
     validate.add_argument("--tenants", metavar="FILE", help="also validate this tenants file")
+    validate.add_argument(
+        "--standalone",
+        action="store_true",
+        help="resolve `extends` only among PATHs (default: the shipped policies can be extended too)",
+    )
     validate.set_defaults(handler=_validate)
 
     render = commands.add_parser("render", help="print the prompt the model would get")

@@ -183,8 +183,7 @@ def _resolve(
     return resolved[policy_id]
 
 
-def load_policies(policy_paths: Sequence[str] = (str(DEFAULT_POLICY_DIR),)) -> dict[str, ResolvedPolicy]:
-    """Read, validate and resolve every policy under `policy_paths` (files or directories); id -> policy."""
+def _read_documents(policy_paths: Sequence[str]) -> dict[str, tuple[PolicyDocument, str]]:
     documents: dict[str, tuple[PolicyDocument, str]] = {}
     for path in iter_policy_files(policy_paths):
         doc = validate_as(PolicyDocument, read_mapping(path), path)
@@ -193,9 +192,25 @@ def load_policies(policy_paths: Sequence[str] = (str(DEFAULT_POLICY_DIR),)) -> d
         documents[doc.id] = (doc, path)
     if not documents:
         raise PolicyError(f"{', '.join(map(str, policy_paths))}: no policy files found")
+    return documents
+
+
+def load_policies(
+    policy_paths: Sequence[str] = (str(DEFAULT_POLICY_DIR),), parents: Sequence[str] = ()
+) -> dict[str, ResolvedPolicy]:
+    """Read, validate and resolve every policy under `policy_paths` (files or directories); id -> policy.
+
+    Policies under `parents` can be extended but are not returned; a policy in `policy_paths` with the same id
+    takes the place of the parent's (e.g. validating an edited copy of the shipped default).
+    """
+    documents = _read_documents(policy_paths)
+    available = dict(documents)
+    if parents:
+        for policy_id, entry in _read_documents(parents).items():
+            available.setdefault(policy_id, entry)
     resolved: dict[str, ResolvedPolicy] = {}
     for policy_id in documents:
-        _resolve(policy_id, documents, resolved)
+        _resolve(policy_id, available, resolved)
     return {policy_id: resolved[policy_id] for policy_id in documents}
 
 

@@ -398,6 +398,20 @@ def test_cli_validate_bad_file_exits_1_with_message(tmp_path: Path) -> None:
     assert "child.yaml" in result.stderr and "units[1]" in result.stderr
 
 
+def test_cli_validate_one_file_extending_the_shipped_default(tmp_path: Path) -> None:
+    tenant = write(tmp_path, "tenant.yaml", "id: my-tenant\nextends: rsafe-default\ndisable_categories: [U11]\n")
+    result = run_cli("validate", str(tenant))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("my-tenant\t") and "17 categories" in result.stdout
+    assert "rsafe-default" not in result.stdout  # parents are resolved against, not reported
+    standalone = run_cli("validate", str(tenant), "--standalone")
+    assert standalone.returncode == 1 and "unknown policy 'rsafe-default'" in standalone.stderr
+    edited = (DEFAULT_POLICY_DIR / "default.yaml").read_text().replace("U18", "U19")
+    both = [write(tmp_path, "default.yaml", edited), tenant]
+    policies = load_policies([str(p) for p in both], parents=[str(DEFAULT_POLICY_DIR)])
+    assert sorted(policies) == ["my-tenant", "rsafe-default"] and "U19" in policies["my-tenant"].category_codes
+
+
 def test_cli_help() -> None:
     for command in ("validate", "render"):
         result = run_cli(command, "--help")
