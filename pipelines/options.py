@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import re
 
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -19,10 +20,18 @@ def _review_band(text: str) -> tuple[float, float]:
     return float(match.group(1)), float(match.group(2))
 
 
-def _date(text: str) -> str:
+def _date(text: str, today: dt.date | None = None) -> str:
+    """A real calendar day as YYYY-MM-DD; `today`/`yesterday` are the UTC days (for a nightly cron line)."""
+    today = today or dt.datetime.now(dt.UTC).date()
+    relative = {"today": today, "yesterday": today - dt.timedelta(days=1)}
+    if text in relative:
+        return relative[text].isoformat()
     if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}")
-    return text
+        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, today or yesterday, got {text!r}")
+    try:
+        return dt.date.fromisoformat(text).isoformat()
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a calendar day: {text!r} ({exc})") from None
 
 
 class ModerationOptions(PipelineOptions):
@@ -37,7 +46,7 @@ class ModerationOptions(PipelineOptions):
         del group  # Beam reads options off the parser itself
         add("input", action="append", help="input Parquet file pattern (local, gs://, s3://); repeatable")
         add("output", help="output folder (local, gs://, s3://)")
-        add("date", type=_date, help="only conversations created on this UTC day (YYYY-MM-DD)")
+        add("date", type=_date, help="only conversations created on this UTC day (YYYY-MM-DD, today, yesterday)")
         add("run-id", help="run id (default: UTC timestamp + random suffix)")
         add("model", help="HF model folder or hub id (default: the embedded SmolLM2-135M-Instruct)")
         add(

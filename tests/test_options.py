@@ -59,3 +59,24 @@ def test_manifest_records_the_decision_settings(tmp_path):
     manifest = run([*argv, "--review-band", "0.35,0.65", "--threshold", "0.4"])
     assert manifest.judge_settings["review_band"] == (0.35, 0.65)
     assert manifest.judge_settings["threshold"] == 0.4 and manifest.judge_settings["verdict_mode"] == "auto"
+
+
+@pytest.mark.parametrize("value", ["2026-13-40", "2026-02-30", "27/11/2026", "tomorrow"])
+def test_a_bad_date_fails_before_anything_is_written(tmp_path, value):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit):  # argparse's usage error, as for any other malformed option value
+        run(["--input", "samples/logs/*.parquet", "--output", str(out), "--engine", "fake", "--date", value])
+    assert not out.exists()
+
+
+def test_date_accepts_today_and_yesterday_in_utc():
+    import argparse
+    import datetime as dt
+
+    from pipelines.options import _date
+
+    assert _date("yesterday", today=dt.date(2026, 3, 1)) == "2026-02-28"
+    assert _date("today", today=dt.date(2026, 3, 1)) == "2026-03-01"
+    assert _date("2024-02-29") == "2024-02-29"
+    with pytest.raises(argparse.ArgumentTypeError, match="not a calendar day"):
+        _date("2025-02-29")
