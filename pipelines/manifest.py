@@ -7,13 +7,14 @@ import datetime as dt
 import json
 import logging
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import accounting
+from transforms.counters import UNKNOWN_TENANT_COUNTER
 
 if TYPE_CHECKING:
     from pipelines.moderate import JobPlan
@@ -68,6 +69,8 @@ class RunManifest:
     totals: dict[str, int] = dataclasses.field(default_factory=dict)
     error_counts: dict[str, int] = dataclasses.field(default_factory=dict)
     accounting_problems: list[str] = dataclasses.field(default_factory=list)
+    # tenant id → {"conversations": n, "likely_typo_of": listed tenant or None}: judged under the default policy
+    unknown_tenants: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     error: str | None = None
 
     @classmethod
@@ -95,9 +98,18 @@ class RunManifest:
     def path(self) -> str:
         return FileSystems.join(self.output, "_runs", f"{self.run_id}.json")
 
-    def finish(self, rows_read: int, counters: Mapping[str, Mapping[str, int]]) -> None:
+    def finish(
+        self,
+        rows_read: int,
+        counters: Mapping[str, Mapping[str, int]],
+        likely_typo_of: Callable[[str], str | None] = lambda _: None,
+    ) -> None:
         """Record the counts and the accounting check; `succeeded` only when the books balance."""
         self.rows_read = rows_read
+        self.unknown_tenants = {
+            tenant: {"conversations": n, "likely_typo_of": likely_typo_of(tenant)}
+            for tenant, n in sorted(counters.get(UNKNOWN_TENANT_COUNTER, {}).items())
+        }
         self.per_tenant = accounting.per_tenant_table(counters)
         self.totals = {kind: sum(by.values()) for kind, by in sorted(counters.items()) if not kind.startswith("error:")}
         self.error_counts = {

@@ -262,7 +262,7 @@ def run(argv: Sequence[str] | None = None, engine_spec: EngineSpec | None = None
         with beam.Pipeline(runner=_runner(options), options=options) as pipeline:
             build_pipeline(pipeline, plan)
         result = pipeline.result
-        manifest.finish(rows_read, accounting.read_counters(result))
+        manifest.finish(rows_read, accounting.read_counters(result), plan.registry.likely_typo_of)
     except BaseException as exc:
         manifest.fail(exc)
         raise

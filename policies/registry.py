@@ -68,6 +68,13 @@ class PolicyRegistry:
         """Whether the tenants file lists this tenant."""
         return tenant_id in self._tenant_policy_ids
 
+    def likely_typo_of(self, tenant_id: str) -> str | None:
+        """The listed tenant an unknown id differs from only in case or surrounding whitespace (`Acme-Kids`)."""
+        if tenant_id in self._tenant_policy_ids:
+            return None
+        folded = tenant_id.strip().casefold()
+        return next((known for known in self._tenant_policy_ids if known.casefold() == folded), None)
+
     def policy(self, policy_id: str) -> ResolvedPolicy:
         """The resolved policy with this id; KeyError if there is none."""
         try:

@@ -386,3 +386,23 @@ def test_written_files_have_the_documented_schema(sample_run):
         assert schema.remove_metadata() == VERDICT_SCHEMA
         assert "tenant" not in schema.names and "date" not in schema.names
     assert pa.types.is_timestamp(VERDICT_SCHEMA.field("processed_at").type)
+
+
+def test_fake_engine_unknown_tenants_are_counted_and_case_variants_flagged(tmp_path, caplog):
+    rows = [
+        conversation_row("k1", "Acme-Kids", ("user", "Why is the sky blue?")),
+        conversation_row("k2", "Acme-Kids", ("user", "Why is grass green?")),
+        conversation_row("n1", "newco", ("user", "Hello?")),
+        conversation_row("g1", "globex", ("user", "Where is my order?")),
+    ]
+    write_canonical(rows, tmp_path / "in" / "logs.parquet")
+    with caplog.at_level("WARNING", logger="transforms.units"):
+        manifest = moderate(tmp_path / "out", inputs=[tmp_path / "in"])
+    assert manifest.status == "succeeded"
+    assert manifest.unknown_tenants == {
+        "Acme-Kids": {"conversations": 2, "likely_typo_of": "acme-kids"},
+        "newco": {"conversations": 1, "likely_typo_of": None},
+    }
+    warnings = [r.getMessage() for r in caplog.records if "not in the tenants file" in r.getMessage()]
+    assert len(warnings) == 2 and any("likely a typo of the listed tenant 'acme-kids'" in w for w in warnings)
+    assert read_manifest(tmp_path / "out", "run-1")["unknown_tenants"]["newco"]["conversations"] == 1

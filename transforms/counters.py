@@ -7,6 +7,8 @@ import functools
 from apache_beam.metrics import Metrics
 
 NAMESPACE = "accounting"
+UNKNOWN_TENANT_COUNTER = "conversations_unknown_tenant"
+"""Conversations judged under the default policy because their tenant is not listed (counted per tenant)."""
 
 
 @functools.lru_cache(maxsize=4096)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Iterator
 
 import apache_beam as beam
 
 from policies import PolicyRegistry, ResolvedPolicy, tenant_id_problem
-from transforms.counters import count
+from transforms.counters import UNKNOWN_TENANT_COUNTER, count
 from transforms.engine import EngineSpec
 from transforms.prompts import fit_conversation, render_from_lines, template_version
 from transforms.records import DEAD_LETTER, Conversation, DeadLetter, Message, ModerationUnit
 
+log = logging.getLogger(__name__)
 _LEVEL_ROLE = {"prompt": "user", "response": "assistant"}
 
 
@@ -82,6 +84,7 @@ class MakeUnitsDoFn(beam.DoFn):
         self._model_id = model_id
         self._engine_spec = engine_spec
         self._count_tokens: Callable[[str], int] | None = None
+        self._unknown_logged: set[str] = set()
 
     def setup(self) -> None:
         self._count_tokens = self._engine_spec.load_token_counter()
@@ -94,6 +97,8 @@ class MakeUnitsDoFn(beam.DoFn):
             message = problem or f"tenant {conversation.tenant_id!r} has no policy and unknown tenants are rejected"
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, _dead_letter(conversation, "policy", kind, message))
             return
+        if not self._registry.is_known_tenant(conversation.tenant_id):
+            self._note_unknown_tenant(conversation.tenant_id, policy.id)
         try:
             units = make_units(conversation, policy, self._template, self._model_id, self._count_tokens)
         except Exception as exc:
@@ -110,6 +115,16 @@ class MakeUnitsDoFn(beam.DoFn):
             return
         count("rows_to_units", conversation.tenant_id, conversation.source_rows)
         yield from units
+
+    def _note_unknown_tenant(self, tenant_id: str, policy_id: str) -> None:
+        """Count a conversation of a tenant the tenants file does not list; log the tenant once per worker."""
+        count(UNKNOWN_TENANT_COUNTER, tenant_id)
+        if tenant_id in self._unknown_logged:
+            return
+        self._unknown_logged.add(tenant_id)
+        typo = self._registry.likely_typo_of(tenant_id)
+        hint = f" (likely a typo of the listed tenant {typo!r})" if typo else ""
+        log.warning("tenant %r is not in the tenants file%s: judged under policy %r", tenant_id, hint, policy_id)
 
 
 def _dead_letter(conversation: Conversation, stage: str, kind: str, message: str) -> DeadLetter:
