@@ -56,6 +56,12 @@ _SPEAKER_TAG = re.compile(r"(?im)^(\s*)(user|agent|assistant|system)(\s*):")
 # Chat-template special tokens (`<|im_end|>`, `<|im_start|>`, `<|eot_id|>` …): the engine tokenises the chat-
 # templated text with special tokens parsed, so content spelling one would end the user turn and fake a reply.
 _SPECIAL_TOKEN = re.compile(r"<\|([^<>\n]*?)\|>")
+# Other model families' turn markers (`--model` takes any HF model): Gemma `<start_of_turn>`/`<end_of_turn>`,
+# Llama 2/Mistral `<s>`, `</s>`, `[INST]`, `<<SYS>>`, DeepSeek's full-width `<｜end▁of▁sentence｜>`.
+_ANGLE_MARKER = re.compile(r"<(\s*/?\s*(?:s|start_of_turn|end_of_turn|bos|eos|pad|unk)\s*)>", re.IGNORECASE)
+_BRACKET_MARKER = re.compile(r"\[(\s*/?\s*(?:INST|SYS|AVAILABLE_TOOLS|TOOL_CALLS|TOOL_RESULTS)\s*)\]", re.IGNORECASE)
+_SYS_MARKER = re.compile(r"<<(\s*/?\s*SYS\s*)>>", re.IGNORECASE)
+_FULLWIDTH_MARKER = re.compile(r"<｜([^<>\n]*?)｜>")
 _OMITTED = "[… {n} characters omitted …]"
 
 
@@ -72,10 +78,15 @@ def neutralize_content(text: str) -> str:
 
     `<think>`/`<BEGIN …>`-style tags get guillemets instead of angle brackets, `\\boxed` loses its backslash,
     a line that starts with a speaker tag (`Agent:`) gets a full-width colon, and chat-template special tokens
-    (`<|im_end|>`) get guillemets, so content can neither end the thought, open a verdict box, close the
-    conversation block, fake a turn nor leave the user message.
+    (`<|im_end|>`, and other families' `<end_of_turn>`, `</s>`, `<<SYS>>`, `<｜…｜>`) get guillemets (`[INST]`
+    full-width brackets), so content can neither end the thought, open a verdict box, close the conversation
+    block, fake a turn nor leave the user message, whichever model's chat template wraps it.
     """
     text = _SPECIAL_TOKEN.sub(lambda m: f"‹|{m.group(1)}|›", text)
+    text = _FULLWIDTH_MARKER.sub(lambda m: f"‹｜{m.group(1)}｜›", text)
+    text = _SYS_MARKER.sub(lambda m: f"‹‹{m.group(1)}››", text)
+    text = _ANGLE_MARKER.sub(lambda m: f"‹{m.group(1)}›", text)
+    text = _BRACKET_MARKER.sub(lambda m: f"［{m.group(1)}］", text)
     text = _TAG.sub(lambda m: f"‹{m.group(1)}›", text)
     text = _BOXED.sub("[boxed]", text)
     return _SPEAKER_TAG.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3)}：", text)
