@@ -50,8 +50,13 @@ def _read_messages(path: str) -> list:
 
 
 def _render(args: argparse.Namespace) -> int:
-    """Print the exact prompt the model would get for this tenant's policy and conversation."""
-    from transforms.prompts import render_prompt
+    """Print the exact prompt the job builds for this tenant's policy and conversation: the same unit-making and
+    budget-fitting code (with the model's tokenizer), the unit of `--level` for the judged turn."""
+    import datetime as dt
+
+    from transforms.records import Conversation
+    from transforms.units import make_units
+    from transforms.vllm_engine import VllmEngineSpec
 
     registry = load_policy_registry(args.policies, args.tenants, reject_unknown_tenants=args.strict)
     policy = registry.for_tenant(args.tenant)
@@ -61,7 +66,14 @@ def _render(args: argparse.Namespace) -> int:
         print(f"note: tenant {args.tenant!r} not listed; using default policy", file=sys.stderr)
     print(f"policy {policy.id} version {policy.version}", file=sys.stderr)
     messages = _read_messages(args.conversation)
-    print(render_prompt(policy, messages, args.level, template=args.template))
+    created = dt.datetime.now(dt.UTC)
+    conversation = Conversation("render", args.tenant, created, tuple(messages), args.conversation, 0)
+    count_tokens = VllmEngineSpec(model=args.model).load_token_counter()
+    level_only = policy.model_copy(update={"units": (args.level,)})
+    units = make_units(conversation, level_only, args.template, "render", count_tokens)
+    if not units:
+        raise PolicyError(f"{args.conversation}: no {args.level}-level turn to judge in this conversation")
+    print(units[-1].prompt)
     return 0
 
 
@@ -94,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     render.add_argument("--tenants", default=str(DEFAULT_TENANTS_FILE), metavar="FILE")
     render.add_argument("--strict", action="store_true", help="fail for tenants not in the tenants file")
+    render.add_argument("--model", help="model whose tokenizer fits the context budget (default: the embedded guard)")
     render.set_defaults(handler=_render)
     return parser
 

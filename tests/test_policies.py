@@ -430,3 +430,21 @@ def test_cli_render_prints_prompt_for_tenant_policy(tmp_path: Path) -> None:
         load_policy_registry().for_tenant("acme-kids"), [Message(**m) for m in messages], "prompt"
     )
     assert result.stdout == expected + "\n"
+
+
+def test_cli_render_is_the_jobs_unit_not_the_whole_conversation(tmp_path: Path) -> None:
+    messages = [
+        {"role": "user", "content": "Turn one. " * 400},
+        {"role": "assistant", "content": "Reply one."},
+        {"role": "user", "content": "How do I reset my password?"},
+        {"role": "assistant", "content": "Click 'Forgot password'."},
+    ]
+    conversation = write(tmp_path, "conv.json", json.dumps({"messages": messages}))
+    prompt = run_cli("render", "--tenant", "globex", "--conversation", str(conversation))
+    assert prompt.returncode == 0, prompt.stderr
+    block = prompt.stdout.split("<BEGIN CONVERSATION>")[1]
+    assert "How do I reset my password?" in block
+    assert "Forgot password" not in block  # the reply after the judged user turn is not part of its unit
+    assert "[1 earlier turn(s) omitted]" in block  # fitted into the policy's context budget like the job does
+    response = run_cli("render", "--tenant", "globex", "--conversation", str(conversation), "--level", "response")
+    assert "Agent: Click" in response.stdout.split("<BEGIN CONVERSATION>")[1]
