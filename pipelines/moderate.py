@@ -22,6 +22,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from pipelines import accounting
+from pipelines.exit_codes import AccountingError, exit_code_for
 from pipelines.manifest import RunManifest, count_rows_or_zero, read_published_resume_keys
 from pipelines.options import ModerationOptions, judge_settings
 from policies import DEFAULT_POLICY_DIR, DEFAULT_TENANTS_FILE, PolicyRegistry, load_policy_registry
@@ -269,7 +270,7 @@ def run(argv: Sequence[str] | None = None, engine_spec: EngineSpec | None = None
     finally:
         release_indexes(plan.run_id)
     if manifest.accounting_problems:
-        raise RuntimeError("accounting does not hold: " + "; ".join(manifest.accounting_problems))
+        raise AccountingError("accounting does not hold: " + "; ".join(manifest.accounting_problems))
     return manifest
 
 
@@ -284,7 +285,8 @@ def print_help() -> None:
 
 
 def main() -> None:
-    """Command-line entry point: logs to stderr, non-zero exit on failure."""
+    """Command-line entry point: logs to stderr; on failure exits with the code of its kind
+    (`pipelines.exit_codes`)."""
     if {"-h", "--help"} & set(sys.argv[1:]):
         print_help()
         return
@@ -293,8 +295,9 @@ def main() -> None:
     try:
         manifest = run()
     except Exception as exc:
-        log.error("run failed: %s: %s", type(exc).__name__, exc)
-        sys.exit(1)
+        code = exit_code_for(exc)
+        log.error("run failed (exit %d): %s: %s", code, type(exc).__name__, exc)
+        sys.exit(code)
     log.info("run %s succeeded: %s", manifest.run_id, manifest.summary_line())
 
 

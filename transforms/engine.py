@@ -14,6 +14,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 
+class EngineError(RuntimeError):
+    """The engine could not be built (model missing or unloadable), or it failed for good."""
+
+
 @dataclasses.dataclass(frozen=True)
 class SamplingSettings:
     """Sampling for every generation in a run, as one value (greedy by default: verdicts are reproducible)."""

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from transforms.chat_format import chat_prompt_text
-from transforms.engine import Completion, Continuation, SamplingSettings
+from transforms.engine import Completion, Continuation, EngineError, SamplingSettings
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,11 @@ class VllmEngineSpec:
             kwargs["kv_cache_memory_bytes"] = int(self.kv_cache_gib * (1 << 30))
             _bind_model_threads_to_all_cores_on_small_machines()
         log.info("starting vLLM engine: %s", kwargs)
-        return VllmEngine(LLM(**kwargs), model_name=self.model_label, max_len=self.max_model_len)
+        try:
+            llm = LLM(**kwargs)
+        except Exception as exc:
+            raise EngineError(f"could not start the vLLM engine for {model!r}: {type(exc).__name__}: {exc}") from exc
+        return VllmEngine(llm, model_name=self.model_label, max_len=self.max_model_len)
 
     def load_token_counter(self) -> Callable[[str], int]:
         from transformers import AutoTokenizer
