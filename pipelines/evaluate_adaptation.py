@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-tokens", type=int, default=96)
     parser.add_argument("--benchmarks-dir", default=str(benchmarks.DEFAULT_BENCHMARKS_DIR))
     args = parser.parse_args(argv)
-    from transforms.vllm_engine import VllmEngineSpec
+    from transforms.vllm_engine import VllmEngineSpec, exit_after_offline_engine
 
     engine = VllmEngineSpec(model=args.model).load()
     results = run_adaptation(
@@ -136,6 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     table = render_markdown(results)
     (out / "adaptation.md").write_text(table)
     print(table)
+    exit_after_offline_engine()
 
 
 if __name__ == "__main__":

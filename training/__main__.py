@@ -214,6 +214,14 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     args.func(args)
+    if args.command in ENGINE_COMMANDS:
+        from transforms.vllm_engine import exit_after_offline_engine
+
+        exit_after_offline_engine()
+
+
+ENGINE_COMMANDS = ("validate", "focus")
+"""Commands that start an in-process vLLM engine."""
 
 
 if __name__ == "__main__":
