@@ -1,6 +1,7 @@
 """`python -m training data|sft|grpo|validate|curves|export` — the guard's training, step by step.
 
-The shipped adapter was made with (each stage resumes from its newest checkpoint under `runs/training/`):
+The recipe (each stage resumes from its newest checkpoint under `runs/training/`; the shipped adapter is so far
+the stage-1 result, exported from `runs/training/sft/adapter`):
     python -m training data --out runs/training/data
     python -m training sft --data runs/training/data --out runs/training/sft --threads 2
     python -m training focus --adapter runs/training/sft/adapter --data runs/training/data
