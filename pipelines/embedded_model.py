@@ -10,6 +10,7 @@ folder named by the adapter's content hash. Both live under `$RSAFE_MODEL_CACHE`
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import logging
@@ -101,13 +102,25 @@ def _convert_gguf_to_hf(gguf: pathlib.Path, out_dir: pathlib.Path) -> None:
 
 
 def adapter_version(adapter_dir: pathlib.Path = GUARD_ADAPTER_DIR) -> str:
-    """A short sha256 over the adapter's config and weights: which adapter a verdict came from."""
-    digest = hashlib.sha256()
+    """A short sha256 over the adapter's config and weights: which adapter a verdict came from.
+
+    Hashed once per file state (path, size, mtime): every spec and run plan asks for it, the weights are 10 MB.
+    """
+    stats = []
     for name in _ADAPTER_FILES:
         path = adapter_dir / name
         if not path.is_file():
             raise RuntimeError(f"the embedded guard's adapter is incomplete: {path} is missing")
-        digest.update(name.encode() + b"\0" + path.read_bytes())
+        stat = path.stat()
+        stats.append((str(path.resolve()), stat.st_size, stat.st_mtime_ns))
+    return _hash_files(tuple(stats))
+
+
+@functools.lru_cache(maxsize=8)
+def _hash_files(stats: tuple[tuple[str, int, int], ...]) -> str:
+    digest = hashlib.sha256()
+    for path, _, _ in stats:
+        digest.update(pathlib.Path(path).name.encode() + b"\0" + pathlib.Path(path).read_bytes())
     return digest.hexdigest()[:12]
 
 
