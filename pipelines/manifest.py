@@ -8,16 +8,14 @@ import json
 import logging
 import traceback
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import accounting
+from pipelines.job_plan import JobPlan
 from transforms.counters import UNKNOWN_TENANT_COUNTER
-
-if TYPE_CHECKING:
-    from pipelines.moderate import JobPlan
 
 log = logging.getLogger(__name__)
 

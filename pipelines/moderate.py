@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import datetime as dt
 import logging
 import sys
@@ -23,14 +22,15 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 
 from pipelines import accounting
 from pipelines.exit_codes import AccountingError, exit_code_for
+from pipelines.job_plan import JobPlan
 from pipelines.manifest import RunManifest, count_rows_or_zero, read_published_resume_keys
 from pipelines.options import ModerationOptions, judge_settings
-from policies import DEFAULT_POLICY_DIR, DEFAULT_TENANTS_FILE, PolicyRegistry, load_policy_registry
+from policies import DEFAULT_POLICY_DIR, DEFAULT_TENANTS_FILE, load_policy_registry
 from transforms.batching import BatchPerKeyDoFn
 from transforms.disk_index import release_indexes
 from transforms.engine import EngineSpec
 from transforms.fake_engine import FakeEngineSpec
-from transforms.judge_units import JudgeUnitsDoFn, RunContext, UnitGroup, group_units
+from transforms.judge_units import JudgeUnitsDoFn, UnitGroup, group_units
 from transforms.read_logs import (
     CONVERSATIONS,
     DEAD_LETTER,
@@ -40,31 +40,13 @@ from transforms.read_logs import (
     count_rows_in_file,
     match_input_files,
 )
+from transforms.run_context import RunContext
 from transforms.units import MakeUnitsDoFn
-from transforms.verdict_cache import VerdictCache, append_to_cache, open_cache
+from transforms.verdict_cache import append_to_cache, open_cache
 from transforms.vllm_engine import VllmEngineSpec
 from transforms.write_partitions import WritePartitionsDoFn
 
 log = logging.getLogger("rsafe_batch")
-
-
-@dataclasses.dataclass(frozen=True)
-class JobPlan:
-    """Everything the pipeline needs, validated before it is built."""
-
-    input_files: tuple[str, ...]
-    output: str
-    run_id: str
-    only_date: str | None
-    registry: PolicyRegistry
-    template: str
-    engine_spec: EngineSpec
-    context: RunContext
-    batch_size: int
-    flush_rows: int
-    done_keys: frozenset[str]
-    dedup: str = "worker"  # worker: streaming, on-disk indexes per worker | shuffle: GroupByKeys
-    verdict_cache: VerdictCache | None = None  # --verdict-cache: judgements reused across runs
 
 
 class _SkipPublished(beam.DoFn):
