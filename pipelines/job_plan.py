@@ -24,6 +24,7 @@ class JobPlan:
     context: RunContext
     batch_size: int
     flush_rows: int
-    done_keys: frozenset[str]
+    done_keys: frozenset[str] = frozenset()  # resume keys of verdicts earlier runs published (read under the lease)
     dedup: str = "worker"  # worker: streaming, on-disk indexes per worker | shuffle: GroupByKeys
     verdict_cache: VerdictCache | None = None  # --verdict-cache: judgements reused across runs
+    recorded_dead_letters: frozenset[str] = frozenset()  # keys of dead letters earlier runs published

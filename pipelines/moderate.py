@@ -23,8 +23,10 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 from pipelines import accounting
 from pipelines.exit_codes import AccountingError, exit_code_for
 from pipelines.job_plan import JobPlan
-from pipelines.manifest import RunManifest, count_rows_or_zero, read_published_resume_keys
+from pipelines.manifest import RunManifest, count_rows_or_zero, mark_abandoned
 from pipelines.options import ModerationOptions, judge_settings
+from pipelines.published import with_published
+from pipelines.run_lease import LeaseHeldError, take_lease
 from policies import DEFAULT_POLICY_DIR, DEFAULT_TENANTS_FILE, load_policy_registry
 from transforms.batching import BatchPerKeyDoFn
 from transforms.disk_index import release_indexes
@@ -85,7 +87,9 @@ def _group_identical(units):
 
 
 def _write_dead_letters(name: str, dead_letters: beam.PCollection, plan: JobPlan) -> beam.PCollection:
-    counted = dead_letters | f"Count{name}DeadLetters" >> beam.ParDo(accounting.CountDeadLetters())
+    counted = dead_letters | f"Count{name}DeadLetters" >> beam.ParDo(
+        accounting.CountDeadLetters(plan.recorded_dead_letters)
+    )
     _ = counted | f"Write{name}Errors" >> beam.ParDo(WritePartitionsDoFn(plan.output, plan.run_id, "errors"))
     return counted
 
@@ -141,7 +145,7 @@ def build_pipeline(pipeline: beam.Pipeline, plan: JobPlan) -> dict:
 
 def _engine_spec(options: ModerationOptions) -> EngineSpec:
     if options.engine == "fake":
-        return FakeEngineSpec(max_context_tokens=options.max_model_len)
+        return FakeEngineSpec(max_context_tokens=options.max_model_len, seconds_per_call=options.fake_seconds_per_call)
     return VllmEngineSpec(
         model=options.model,
         dtype=options.dtype,
@@ -195,7 +199,6 @@ def plan_job(options: ModerationOptions, engine_spec: EngineSpec | None = None) 
         context=context,
         batch_size=options.batch_size,
         flush_rows=options.flush_rows,
-        done_keys=frozenset(read_published_resume_keys(output)),
         dedup=resolve_dedup(options),
         verdict_cache=open_cache(options.verdict_cache, context, engine_spec) if options.verdict_cache else None,
     )
@@ -238,19 +241,25 @@ def run(argv: Sequence[str] | None = None, engine_spec: EngineSpec | None = None
     options = PipelineOptions(argv)
     job = options.view_as(ModerationOptions)
     plan = plan_job(job, engine_spec)
-    manifest = RunManifest.start(plan, options.get_all_options(drop_default=True))
-    log.info("run %s: %d input file(s) → %s", plan.run_id, len(plan.input_files), plan.output)
-    try:
-        rows_read = sum(count_rows_or_zero(path, count_rows_in_file) for path in plan.input_files)
-        with beam.Pipeline(runner=_runner(options), options=options) as pipeline:
-            build_pipeline(pipeline, plan)
-        result = pipeline.result
-        manifest.finish(rows_read, accounting.read_counters(result), plan.registry.likely_typo_of)
-    except BaseException as exc:
-        manifest.fail(exc)
-        raise
-    finally:
-        release_indexes(plan.run_id)
+    if job.wait_for_lock < 0 or job.lease_ttl <= 0:
+        raise ValueError("--wait-for-lock must be >= 0 and --lease-ttl > 0")
+    with take_lease(plan.output, plan.run_id, job.wait_for_lock, job.lease_ttl) as lease:
+        abandoned = mark_abandoned(plan.output, plan.run_id)
+        plan = with_published(plan)
+        manifest = RunManifest.start(plan, options.get_all_options(drop_default=True), abandoned)
+        log.info("run %s: %d input file(s) → %s", plan.run_id, len(plan.input_files), plan.output)
+        try:
+            rows_read = sum(count_rows_or_zero(path, count_rows_in_file) for path in plan.input_files)
+            with beam.Pipeline(runner=_runner(options), options=options) as pipeline:
+                build_pipeline(pipeline, plan)
+            if lease.lost:
+                raise LeaseHeldError(f"lost the output's lease during the run: {lease.lost}")
+            manifest.finish(rows_read, accounting.read_counters(pipeline.result), plan.registry.likely_typo_of)
+        except BaseException as exc:
+            manifest.fail(exc)
+            raise
+        finally:
+            release_indexes(plan.run_id)
     if manifest.accounting_problems:
         raise AccountingError("accounting does not hold: " + "; ".join(manifest.accounting_problems))
     return manifest

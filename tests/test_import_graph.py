@@ -27,7 +27,8 @@ def _module_level_imports(tree: ast.Module, package: str) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:  # relative import
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + [base]).strip(".")
+                parts = package.split(".")
+                base = ".".join([*parts[: len(parts) - node.level + 1], base]).strip(".")
             found.add(base)
             found.update(f"{base}.{alias.name}" for alias in node.names)
         pending.extend(ast.iter_child_nodes(node))
@@ -36,9 +37,7 @@ def _module_level_imports(tree: ast.Module, package: str) -> set[str]:
 
 def import_graph() -> dict[str, set[str]]:
     """Project module → the project modules it imports at import time."""
-    modules = {
-        _module_name(path): path for package in PACKAGES for path in (ROOT / package).rglob("*.py")
-    }
+    modules = {_module_name(path): path for package in PACKAGES for path in (ROOT / package).rglob("*.py")}
     graph = {}
     for name, path in modules.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
@@ -57,7 +56,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt) :] + [nxt]
+                return [*stack[stack.index(nxt) :], nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         stack.pop()

@@ -208,6 +208,7 @@ def unit_dead_letter(unit: ModerationUnit, kind: str, message: str) -> DeadLette
         rows=0,  # rows are accounted per conversation; units are accounted on their own
         unit=unit.unit,
         turn_index=unit.turn_index,
+        scope=unit.resume_key,  # the same unit under the same policy, model and template
     )
 
 
