@@ -23,6 +23,22 @@ DEFAULT_SCOPE: Scope = "last_turn"
 DEFAULT_CONTEXT_BUDGET_TOKENS = 1024
 DEFAULT_FAILURE_VERDICT: FailureVerdict = "flag"
 
+# The OpenAI Moderation API's category names: what a policy code may be mapped onto for the compatible export.
+MODERATION_API_CATEGORIES: tuple[str, ...] = (
+    "harassment",
+    "harassment/threatening",
+    "hate",
+    "hate/threatening",
+    "illicit",
+    "illicit/violent",
+    "self-harm",
+    "self-harm/intent",
+    "self-harm/instructions",
+    "sexual",
+    "sexual/minors",
+    "violence",
+    "violence/graphic",
+)
 MAX_TENANT_ID_LENGTH = 64
 _SAFE_ID = re.compile(r"[A-Za-z0-9._-]+")
 _CATEGORY_CODE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,15}")
@@ -92,6 +108,8 @@ NonEmptyText = Annotated[Text, _text_up_to(600)]
 PolicyId = Annotated[str, Field(strict=True), AfterValidator(_check_safe_id)]
 CategoryCode = Annotated[str, Field(strict=True), AfterValidator(_check_category_code)]
 PositiveInt = Annotated[int, Field(strict=True, gt=0)]
+ModerationApiName = Literal[MODERATION_API_CATEGORIES]  # type: ignore[valid-type]
+ModerationApiMap = dict[CategoryCode, tuple[ModerationApiName, ...]]
 Units = Annotated[tuple[Unit, ...], Field(min_length=1), AfterValidator(_check_no_duplicates)]
 
 
@@ -130,6 +148,8 @@ class PolicyDocument(StrictModel):
     on_parse_error: FailureVerdict = DEFAULT_FAILURE_VERDICT
     on_truncated: FailureVerdict = DEFAULT_FAILURE_VERDICT
     reasoning_budget_tokens: PositiveInt | None = None
+    # code -> OpenAI Moderation category names, for `python -m pipelines.export --format openai-moderation`
+    moderation_api_categories: ModerationApiMap | None = None
 
 
 # Settings a child inherits unless it sets them explicitly (an explicit `null` counts as set).
@@ -141,6 +161,7 @@ INHERITED_SETTINGS: tuple[str, ...] = (
     "on_parse_error",
     "on_truncated",
     "reasoning_budget_tokens",
+    "moderation_api_categories",
 )
 
 
@@ -166,10 +187,14 @@ class ResolvedPolicy(StrictModel):
     on_parse_error: FailureVerdict
     on_truncated: FailureVerdict
     reasoning_budget_tokens: PositiveInt | None
+    moderation_api_categories: ModerationApiMap | None = None  # only codes the policy has (see the registry)
     version: str = ""
 
     @model_validator(mode="after")
     def _fill_or_check_version(self) -> ResolvedPolicy:
+        unknown = set(self.moderation_api_categories or {}) - set(self.category_codes)
+        if unknown:
+            raise ValueError(f"moderation_api_categories maps codes the policy does not have: {sorted(unknown)}")
         expected = content_version(self.model_dump(mode="json", exclude={"version"}))
         if not self.version:
             object.__setattr__(self, "version", expected)
@@ -187,5 +212,7 @@ class ResolvedPolicy(StrictModel):
         `<kind>-<hash of the codes>` and a fresh content version."""
         digest = hashlib.sha256("\x1f".join(c.code for c in categories).encode()).hexdigest()[:8]
         data = self.model_dump()
-        data.update(id=f"{kind}-{digest}", categories=categories, version="")
+        codes = {c.code for c in categories}
+        mapping = {k: v for k, v in (self.moderation_api_categories or {}).items() if k in codes}
+        data.update(id=f"{kind}-{digest}", categories=categories, moderation_api_categories=mapping or None, version="")
         return ResolvedPolicy.model_validate(data)

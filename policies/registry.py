@@ -185,7 +185,13 @@ def _resolve(
         settings[field] = getattr(parent if inherit else doc, field)
     if settings["description"] is None:
         raise PolicyError(f"{path}: description: required field is missing")
-    content = {"id": doc.id, "categories": _resolve_categories(doc, parent, path), **settings}
+    categories = _resolve_categories(doc, parent, path)
+    mapping = settings["moderation_api_categories"]
+    if mapping is not None and parent is not None and "moderation_api_categories" not in doc.model_fields_set:
+        # an inherited mapping follows the categories the child kept as they were (not replaced ones)
+        codes = {c.code for c in categories} - {c.code for c in doc.replace_categories}
+        settings["moderation_api_categories"] = {code: names for code, names in mapping.items() if code in codes}
+    content = {"id": doc.id, "categories": categories, **settings}
     resolved[policy_id] = validate_as(ResolvedPolicy, content, path)
     return resolved[policy_id]
 
