@@ -27,6 +27,7 @@ from pipelines.manifest import RunManifest, count_rows_or_zero, read_published_r
 from pipelines.options import ModerationOptions, judge_settings
 from policies import DEFAULT_POLICY_DIR, DEFAULT_TENANTS_FILE, PolicyRegistry, load_policy_registry
 from transforms.batching import BatchPerKeyDoFn
+from transforms.column_map import check_column_map, parse_column_map
 from transforms.disk_index import release_indexes
 from transforms.engine import EngineSpec
 from transforms.fake_engine import FakeEngineSpec
@@ -39,6 +40,7 @@ from transforms.read_logs import (
     ReadConversations,
     count_rows_in_file,
     match_input_files,
+    read_file_schema,
 )
 from transforms.units import MakeUnitsDoFn
 from transforms.verdict_cache import VerdictCache, append_to_cache, open_cache
@@ -65,6 +67,8 @@ class JobPlan:
     done_keys: frozenset[str]
     dedup: str = "worker"  # worker: streaming, on-disk indexes per worker | shuffle: GroupByKeys
     verdict_cache: VerdictCache | None = None  # --verdict-cache: judgements reused across runs
+    strict_input: bool = False  # --strict-input: no message normalisation
+    column_map: tuple[tuple[str, str], ...] = ()  # --column-map: (job's column, file's column)
 
 
 class _SkipPublished(beam.DoFn):
@@ -119,7 +123,11 @@ def build_pipeline(pipeline: beam.Pipeline, plan: JobPlan) -> dict:
     """
     streaming = plan.dedup == "worker"
     read = pipeline | "Read" >> ReadConversations(
-        plan.input_files, only_date=plan.only_date, streaming_run_id=plan.run_id if streaming else None
+        plan.input_files,
+        only_date=plan.only_date,
+        streaming_run_id=plan.run_id if streaming else None,
+        strict_input=plan.strict_input,
+        column_map=dict(plan.column_map),
     )
     _ = read[SKIPPED] | "CountSkipped" >> beam.Map(
         lambda c: accounting.count("rows_skipped", c.tenant_id, c.source_rows)
@@ -192,18 +200,21 @@ def plan_job(options: ModerationOptions, engine_spec: EngineSpec | None = None) 
     if options.batch_size < 1 or options.flush_rows < 1:
         raise ValueError("--batch-size and --flush-rows must be >= 1")
     settings = judge_settings(options)
+    column_map = parse_column_map(options.column_map)
     registry = load_policy_registry(
         options.policies or [str(DEFAULT_POLICY_DIR)],
         options.tenants or str(DEFAULT_TENANTS_FILE),
         reject_unknown_tenants=options.reject_unknown_tenants,
     )
     engine_spec = engine_spec or _engine_spec(options)
+    input_files = tuple(match_input_files(options.input))
+    check_column_map(input_files, column_map, read_file_schema)
     model = _model_label(engine_spec)
     output = options.output.rstrip("/")
     run_id = options.run_id or dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
     context = RunContext(run_id=run_id, model=model, settings=settings)
     return JobPlan(
-        input_files=tuple(match_input_files(options.input)),
+        input_files=input_files,
         output=output,
         run_id=run_id,
         only_date=options.date,
@@ -216,6 +227,8 @@ def plan_job(options: ModerationOptions, engine_spec: EngineSpec | None = None) 
         done_keys=frozenset(read_published_resume_keys(output)),
         dedup=resolve_dedup(options),
         verdict_cache=open_cache(options.verdict_cache, context, engine_spec) if options.verdict_cache else None,
+        strict_input=options.strict_input,
+        column_map=tuple(column_map.items()),
     )
 
 

@@ -126,10 +126,14 @@ def test_corpus_covers_every_read_error_kind(tmp_path: Path) -> None:
     assert {c.error_kind for c in cases} - {None} == set(ERROR_KINDS) - {"duplicate_conversation_id"}
 
 
+@pytest.mark.parametrize("strict", [True, False], ids=["strict", "tolerant"])
 @pytest.mark.parametrize("case", malformed_cases(), ids=lambda case: case.file_name)
-def test_malformed_case(case: MalformedCase, corpus_dir: Path) -> None:
+def test_malformed_case(case: MalformedCase, strict: bool, corpus_dir: Path) -> None:
     path = corpus_dir / case.file_name
-    read, dead = _read(path)
+    original, case = case, case if strict else case.tolerant()
+    items = list(read_conversations_from_file(str(path), strict=strict))
+    read = [i for i in items if isinstance(i, Conversation)]
+    dead = [i for i in items if isinstance(i, DeadLetter)]
     assert len(read) == case.good_conversations
     if case.error_kind is None:
         assert dead == []
@@ -151,6 +155,12 @@ def test_malformed_case(case: MalformedCase, corpus_dir: Path) -> None:
         assert _accounted_rows(read, dead) == case.rows
     if case.error_kind is not None:
         assert all(c.conversation_id.startswith("good") for c in read)
+    if not strict and original.repair:
+        (repaired,) = [c for c in read if c.conversation_id == original.bad_conversation_id]
+        assert original.repair in {entry.split(":")[0] for entry in repaired.input_repairs}
+        assert all(not c.input_repairs for c in read if c is not repaired)
+    if strict:
+        assert all(not c.input_repairs for c in read)
 
 
 # --- timestamps --------------------------------------------------------------------------------------------
