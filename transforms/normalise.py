@@ -21,6 +21,7 @@ import dataclasses
 import json
 import re
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 from transforms.records import Message
 
@@ -61,11 +62,11 @@ CONTEXT_ROLES: tuple[str, ...] = ("tool", "tool_call", "other")
 # C0 controls but tab/newline/carriage return, DEL and the C1 controls.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _TEXT_PART_TYPES = ("text", "input_text", "output_text")
+_PLAIN_ROLES = frozenset({"user", "assistant", "system"})
 _PLACEHOLDERS = {"image_url": "image", "input_image": "image", "input_audio": "audio", "audio_url": "audio"}
 
 
-@dataclasses.dataclass(frozen=True)
-class RawMessage:
+class RawMessage(NamedTuple):
     """One message as read, before normalisation (bytes where the file had text, so decoding is ours)."""
 
     role: bytes | str | None
@@ -232,7 +233,24 @@ def _clean(text: str | None, index: int, repairs: _Repairs) -> str:
     return cleaned
 
 
+def _plain(index: int, raw: RawMessage) -> Message | None:
+    """The message when nothing needs repairing (the common case, checked cheaply), else None."""
+    role, content = raw.role, raw.content
+    if type(role) is not bytes or type(content) is not bytes or raw.tool_calls or raw.is_null:
+        return None
+    try:
+        role_text, text = role.decode("utf-8"), content.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if role_text not in _PLAIN_ROLES or _CONTROL.search(text) or not text.strip() or text.lstrip()[:1] == "[":
+        return None
+    return Message(role_text, text, index)
+
+
 def _normalise_one(index: int, raw: RawMessage, repairs: _Repairs) -> list[Message]:
+    plain = _plain(index, raw)
+    if plain is not None:
+        return [plain]
     if raw.is_null:
         repairs.add("null_message_dropped", index)
         return []

@@ -27,6 +27,7 @@ from apache_beam.pvalue import PBegin, PCollection, TaggedOutput
 
 from transforms.column_map import mapped_schema, shown_column, source_column
 from transforms.conversation_ids import KeepFirstSeenDoFn, keep_first
+from transforms.log_rows import canonical_batch, turn_conversations
 from transforms.log_schema import (
     CANONICAL,
     CANONICAL_COLUMNS,
@@ -34,15 +35,10 @@ from transforms.log_schema import (
     TURN_COLUMNS,
     TURN_PER_ROW,
     detect_layout,
-    message_values,
-    raw_values,
     schema_problem,
-    text_values,
-    timestamp_values,
 )
-from transforms.normalise import RawMessage
 from transforms.records import DEAD_LETTER, Conversation, DeadLetter
-from transforms.validate_logs import RawConversation, Turn, validate_conversation
+from transforms.validate_logs import RawConversation, validate_conversation
 
 OpenFile = Callable[[str], IO[bytes]]
 
@@ -106,53 +102,13 @@ def _file_dead_letter(path: str, kind: str, rows: int, detail: str) -> DeadLette
     return DeadLetter(stage=stage, error_kind=kind, message=f"{path}: {detail}", source_file=path, rows=rows)
 
 
-def _canonical_batch(
-    batch: pa.RecordBatch, path: str, first_row: int, names: dict[str, str]
-) -> Iterator[RawConversation]:
-    ids = text_values(batch.column(names["conversation_id"]))
-    tenants = text_values(batch.column(names["tenant_id"]))
-    created = timestamp_values(batch.column(names["created_at"]))
-    messages = message_values(batch.column(names["messages"]))
-    for i in range(batch.num_rows):
-        row = first_row + i
-        turns = None if messages[i] is None else [Turn(row, index, m) for index, m in enumerate(messages[i])]
-        yield RawConversation(path, CANONICAL, [row], ids[i], [(row, tenants[i])], [(row, created[i])], turns)
-
-
-def _turn_conversations(table: pa.Table, path: str, names: dict[str, str]) -> Iterator[RawConversation]:
-    """The turn rows grouped by conversation_id, in order of each conversation's first row."""
-    ids = text_values(table.column(names["conversation_id"]))
-    tenants = text_values(table.column(names["tenant_id"]))
-    created = timestamp_values(table.column(names["created_at"]))
-    turn_indexes = table.column(names["turn_index"]).cast(pa.int64()).to_pylist()
-    roles = raw_values(table.column(names["role"]))
-    contents = raw_values(table.column(names["content"]))
-    absent = [None] * table.num_rows
-    calls = raw_values(table.column(names["tool_calls"])) if "tool_calls" in names else absent
-    tool_names = raw_values(table.column(names["name"])) if "name" in names else absent
-    groups: dict[object, list[int]] = {}
-    for row, cid in enumerate(ids):
-        groupable = isinstance(cid, str) and cid.strip()
-        groups.setdefault(cid if groupable else ("ungroupable row", row), []).append(row)
-    for rows in groups.values():
-        yield RawConversation(
-            source_file=path,
-            layout=TURN_PER_ROW,
-            rows=rows,
-            conversation_id=ids[rows[0]],
-            tenant_ids=[(r, tenants[r]) for r in rows],
-            created_ats=[(r, created[r]) for r in rows],
-            turns=[Turn(r, turn_indexes[r], RawMessage(roles[r], contents[r], calls[r], tool_names[r])) for r in rows],
-        )
-
-
 def _canonical_chunks(
     parquet: pq.ParquetFile, path: str, names: dict[str, str]
 ) -> Iterator[tuple[int, list[RawConversation]]]:
     """(rows read, conversations) per batch of `BATCH_ROWS` rows."""
     first_row = 0
     for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=list(names.values())):
-        yield batch.num_rows, list(_canonical_batch(batch, path, first_row, names))
+        yield batch.num_rows, list(canonical_batch(batch, path, first_row, names))
         first_row += batch.num_rows
 
 
@@ -161,7 +117,7 @@ def _turn_chunks(
 ) -> Iterator[tuple[int, list[RawConversation]]]:
     """The whole file as one chunk: grouping turns by conversation needs every row."""
     table = parquet.read(columns=list(names.values()))
-    yield table.num_rows, list(_turn_conversations(table, path, names))
+    yield table.num_rows, list(turn_conversations(table, path, names))
 
 
 def _read_parquet(
