@@ -205,3 +205,12 @@ def test_normalise_messages(raw: list[RawMessage], expected: list[tuple], repair
 def test_repair_kind_of_an_entry() -> None:
     assert repair_kind("role_alias: 'human' → user (turn 0)") == "role_alias"
     assert repair_kind("empty_message_dropped: turns 1, 2") == "empty_message_dropped"
+
+
+def test_readme_lists_every_repair_kind() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("| repair kind | meaning |")[1].split("\n\n")[0]
+    listed = [line.split("`")[1] for line in table.splitlines() if line.startswith("| `")]
+    assert listed == list(REPAIR_KINDS)
