@@ -95,6 +95,14 @@ _IMAGE = {"type": "image_url", "image_url": {"url": "https://example.com/x.png"}
         ("[1, 2, 3]", "[1, 2, 3]", []),  # JSON, but not content parts: left as text
         ("[not json]", "[not json]", []),
         (b"\xff", "\ufffd", [("invalid_utf8_replaced", "")]),
+        ([{"type": b"text", "text": b"ok \xff"}], "ok \ufffd", [("invalid_utf8_replaced", "")]),  # bytes from Arrow
+        ([{"type": "refusal", "refusal": "I can't help."}], "I can't help.", []),
+        (  # a part type nobody knows: its text is not hidden behind the placeholder
+            [{"type": "mystery", "text": "hidden words"}],
+            "[mystery]\nhidden words",
+            [("non_text_part_placeholder", "[mystery]")],
+        ),
+        ('[{"type": "mystery", "payload": "harmful"}]', '[{"type": "mystery", "payload": "harmful"}]', []),  # as text
     ],
 )
 def test_content_text(content: object, text: str | None, repairs: list) -> None:

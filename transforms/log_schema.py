@@ -195,9 +195,21 @@ def timestamp_values(array: pa.Array | pa.ChunkedArray) -> list[dt.datetime | In
     return values
 
 
+def _as_binary(t: pa.DataType) -> pa.DataType:
+    """`t` with every text type in it (nested in lists and structs too) made large_binary."""
+    if _is_text(t) and not pa.types.is_null(t):
+        return pa.large_binary()
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return pa.list_(_as_binary(t.value_type))
+    if pa.types.is_struct(t):
+        return pa.struct([f.with_type(_as_binary(f.type)) for f in t])
+    return t
+
+
 def raw_values(array: pa.Array | pa.ChunkedArray) -> list:
-    """A column's values as read: text as bytes (decoded later, strictly or not), anything else as Python."""
-    return array.cast(pa.large_binary()).to_pylist() if _is_text(array.type) else array.to_pylist()
+    """A column's values as read, text as bytes at any depth (decoded later, strictly or not: Arrow's own
+    decoding would raise on invalid UTF-8)."""
+    return array.cast(_as_binary(array.type)).to_pylist()
 
 
 def message_values(array: pa.Array | pa.ChunkedArray) -> list[list[RawMessage] | None]:

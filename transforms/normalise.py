@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
 from transforms.records import Message
@@ -61,9 +61,18 @@ CONTEXT_ROLES: tuple[str, ...] = ("tool", "tool_call", "other")
 
 # C0 controls but tab/newline/carriage return, DEL and the C1 controls.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-_TEXT_PART_TYPES = ("text", "input_text", "output_text")
+_TEXT_FIELD = {"text": "text", "input_text": "text", "output_text": "text", "refusal": "refusal"}  # type → field
 _PLAIN_ROLES = frozenset({"user", "assistant", "system"})
-_PLACEHOLDERS = {"image_url": "image", "input_image": "image", "input_audio": "audio", "audio_url": "audio"}
+_PLACEHOLDERS = {
+    "image_url": "image",
+    "input_image": "image",
+    "image": "image",
+    "input_audio": "audio",
+    "audio_url": "audio",
+    "audio": "audio",
+    "file": "file",
+    "input_file": "file",
+}
 
 
 class RawMessage(NamedTuple):
@@ -121,7 +130,8 @@ def canonical_role(role: str | None) -> tuple[str, str | None]:
 
 
 def _json_parts(text: str) -> list | None:
-    """The parts of a content string that is a JSON list of `{type, ...}` objects, else None."""
+    """The parts of a content string that is a JSON list of content parts of known types, else None (then the
+    string is judged as written: an unknown part type must not hide text behind a placeholder)."""
     stripped = text.strip()
     if not (stripped.startswith("[") and stripped.endswith("]")):
         return None
@@ -129,51 +139,55 @@ def _json_parts(text: str) -> list | None:
         parts = json.loads(stripped)
     except ValueError:
         return None
-    ok = isinstance(parts, list) and parts and all(isinstance(p, dict) and "type" in p for p in parts)
+    known = set(_TEXT_FIELD) | set(_PLACEHOLDERS)
+    ok = isinstance(parts, list) and parts and all(isinstance(p, dict) and p.get("type") in known for p in parts)
     return parts if ok else None
 
 
-def _part_text(part: object) -> tuple[str | None, str | None]:
-    """(text of one content part, placeholder name when it is not text)."""
+def _part_text(part: object, add: Callable[[str, str], None]) -> str | None:
+    """The text of one content part (a placeholder for a non-text part); repairs go to `add(kind, detail)`."""
     if part is None:
-        return None, None
-    if isinstance(part, bytes | str):
-        return decode_lenient(part)[0], None
+        return None
     if not isinstance(part, dict):
-        return str(part), None
-    kind = part.get("type")
-    kind = decode_lenient(kind)[0] if isinstance(kind, bytes) else kind
-    text = part.get("text")
-    if kind in _TEXT_PART_TYPES or (kind is None and text is not None):
-        return decode_lenient(text)[0] if text is not None else None, None
-    name = _PLACEHOLDERS.get(str(kind), str(kind or "part"))
-    return f"[{name}]", name
+        return _decoded(part, add) if isinstance(part, bytes | str) else str(part)
+    kind = _decoded(part.get("type"), add)
+    field = _TEXT_FIELD.get(kind or "", "text")
+    text = _decoded(part.get(field), add)
+    if kind in _TEXT_FIELD or (kind is None and text is not None):
+        return text
+    name = _PLACEHOLDERS.get(kind or "", kind or "part")
+    add("non_text_part_placeholder", f"[{name}]")
+    return f"[{name}]\n{text}" if text and text.strip() else f"[{name}]"  # text on a non-text part is kept
+
+
+def _decoded(value: object, add: Callable[[str, str], None]) -> str | None:
+    text, replaced = decode_lenient(value) if isinstance(value, bytes | str) or value is None else (str(value), False)
+    if replaced:
+        add("invalid_utf8_replaced", "")
+    return text
 
 
 def content_text(content: object) -> tuple[str | None, list[tuple[str, str]]]:
     """(the text of a content value, [(repair kind, detail)]): a string, bytes, a list of parts or JSON parts."""
     repairs: list[tuple[str, str]] = []
+
+    def add(kind: str, detail: str) -> None:
+        if (kind, detail) not in repairs:
+            repairs.append((kind, detail))
+
     if isinstance(content, bytes):
-        content, replaced = decode_lenient(content)
-        if replaced:
-            repairs.append(("invalid_utf8_replaced", ""))
+        content = _decoded(content, add)
     if isinstance(content, str):
         parts = _json_parts(content)
         if parts is None:
             return content, repairs
-        repairs.append(("content_json_parts", ""))
+        add("content_json_parts", "")
         content = parts
     if content is None:
         return None, repairs
     if not isinstance(content, list | tuple):
         return str(content), repairs
-    texts = []
-    for part in content:
-        text, placeholder = _part_text(part)
-        if placeholder:
-            repairs.append(("non_text_part_placeholder", f"[{placeholder}]"))
-        if text is not None:
-            texts.append(text)
+    texts = [text for text in (_part_text(part, add) for part in content) if text is not None]
     return "\n".join(texts), repairs
 
 
