@@ -187,7 +187,11 @@ _CALL = [{"function": {"name": "search", "arguments": '{"q": "x"}'}}]
             ("role_alias: 'developer' → system (turn 0)", "role_case: 'User' → user (turn 1)"),
         ),
         ([RawMessage("user", " \x00 ")], [], ("control_characters_removed: turn 0", "empty_message_dropped: turn 0")),
-        ([RawMessage("tool", None, _CALL)], [], ("tool_as_context: turn 0", "empty_message_dropped: turn 0")),
+        (
+            [RawMessage("tool", None, _CALL)],
+            [("tool_call", 'search({"q": "x"})', 0)],
+            ("tool_as_context: turn 0", "tool_call_as_context: turn 0"),
+        ),
     ],
     ids=[
         "clean",
@@ -200,7 +204,7 @@ _CALL = [{"function": {"name": "search", "arguments": '{"q": "x"}'}}]
         "unknown-role",
         "developer-and-case",
         "nothing-left",
-        "tool-calls-only-on-assistants",
+        "tool-calls-on-any-role",
     ],
 )
 def test_normalise_messages(raw: list[RawMessage], expected: list[tuple], repairs: tuple[str, ...]) -> None:

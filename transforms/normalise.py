@@ -4,8 +4,8 @@ Pure functions. The rules (`REPAIR_KINDS` names each repair):
 - roles are matched case-insensitively, spaces stripped, with the usual aliases (`human` → user, `gpt`/`bot`/
   `model`/`ai` → assistant, `developer` → system); `tool`/`function`/`ipython` messages are kept as context
   (`tool` role, rendered `Tool: …`), any other or null role too (`other` role, rendered `Other: …`);
-- an assistant message's tool calls (`tool_calls`, or a legacy `function_call`) become `tool_call` context
-  messages (`Tool call: name(arguments)`), one per call, after the reply's text if it has any;
+- a message's tool calls (`tool_calls`, or a legacy `function_call`; in practice an assistant's) become
+  `tool_call` context messages (`Tool call: name(arguments)`), one per call, after its text if it has any;
 - `content` may be a string, a list of parts (`{type, text}` as in the OpenAI chat format) or a JSON string of
   that list: text parts are joined by newlines, other parts become a placeholder line (`[image]`);
 - invalid UTF-8 is replaced (U+FFFD), NUL and other control characters (but tab and newline) are removed;
@@ -279,7 +279,7 @@ def _normalise_one(index: int, raw: RawMessage, repairs: _Repairs) -> list[Messa
     for kind, detail in content_repairs:
         repairs.add(kind, index, detail)
     text = _clean(text, index, repairs)
-    calls = [_clean(line, index, repairs) for line in tool_call_lines(raw.tool_calls)] if role == "assistant" else []
+    calls = [_clean(line, index, repairs) for line in tool_call_lines(raw.tool_calls)]
     if role == "tool" and text.strip() and raw.name:
         text = f"[{_clean(decode_lenient(raw.name)[0], index, repairs)}] {text}"
     if role == "other" and text.strip():
