@@ -52,7 +52,8 @@ ERROR_KINDS: dict[str, str] = {
     "empty_messages": "messages is null or an empty list",
     "unknown_role": "--strict-input: a role that is not exactly system, user or assistant (case and spaces "
     "count), or null",
-    "no_user_turn": "no message has role user (after normalisation: aliases such as human count)",
+    "no_user_turn": "--strict-input: no message has role user; otherwise: no user or assistant message is "
+    "left after normalisation (only system messages and context lines)",
     "empty_content": "--strict-input: a message's content is null, empty or whitespace-only; otherwise: every "
     "message was dropped as null or empty, so nothing is left to judge",
     "invalid_text": "an id or tenant (with --strict-input: any text value) is not valid UTF-8 (this includes "

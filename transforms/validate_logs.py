@@ -124,9 +124,11 @@ def _checked(raw: RawConversation, strict: bool) -> Conversation:
         if not messages:
             detail = f"has nothing left to judge: {len(turns)} message(s), all dropped ({'; '.join(repairs)})"
             raise _Reject("empty_content", first_row, "messages", detail)
-    if not any(m.role == "user" for m in messages):
+    judgeable = ("user",) if strict else ("user", "assistant")  # tolerant: an assistant reply alone is judged
+    if not any(m.role in judgeable for m in messages):
         roles = ", ".join(m.role for m in messages)
-        raise _Reject("no_user_turn", first_row, "messages", f"has no user message (roles: {roles})")
+        what = "user message" if strict else "user or assistant message"
+        raise _Reject("no_user_turn", first_row, "messages", f"has no {what} (roles: {roles})")
     return Conversation(
         conversation_id=conversation_id,
         tenant_id=tenant_id,
@@ -144,7 +146,8 @@ def validate_conversation(raw: RawConversation, strict: bool = False) -> Convers
 
     Checks run in this order: conversation_id, tenant_id (then tenant_mismatch), created_at, messages
     (empty), turn indexes (turn-per-row), the messages (strictly: each one's role then content; tolerantly:
-    normalised, `empty_content` when none is left), and finally no_user_turn.
+    normalised, `empty_content` when none is left), and finally no_user_turn (strictly: no user message;
+    tolerantly: no user or assistant message, only system and context lines).
     """
     try:
         return _checked(raw, strict)
