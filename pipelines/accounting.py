@@ -4,6 +4,8 @@ Rows: every input row read (counted from the Parquet footers) is in a conversati
 dead-letter record, or a conversation of another day (`--date`).
 Units: every unit made is a verdict row written, a unit dead letter, or a unit already published by an
 earlier run (resume).
+Dead letters: a rerun's dead letter that an earlier run already published (same `DeadLetter.key`) still accounts
+for its rows and unit, and is counted as already recorded instead of being written again.
 """
 
 from __future__ import annotations
@@ -17,18 +19,26 @@ from apache_beam.metrics.metric import MetricsFilter
 from transforms.counters import NAMESPACE, count
 
 ROW_COUNTS = ("rows_to_units", "rows_dead_lettered", "rows_skipped")
+ALREADY_RECORDED = "dead_letters_already_recorded"
 UNIT_COUNTS = ("units_made", "verdicts_written", "units_dead_lettered", "units_already_done")
 
 
 class CountDeadLetters(beam.DoFn):
-    """Counts dead letters (their input rows, and units when it is a unit's) and passes them on as rows."""
+    """Counts dead letters (their input rows, and units when it is a unit's) and passes on as rows those not
+    already published by an earlier run (`recorded`: their keys); those are counted as already recorded."""
+
+    def __init__(self, recorded: frozenset[str] = frozenset()) -> None:
+        self._recorded = recorded
 
     def process(self, dead_letter) -> Iterator[dict]:
-        count(f"error:{dead_letter.error_kind}", dead_letter.tenant_id)
         if dead_letter.unit is not None:
             count("units_dead_lettered", dead_letter.tenant_id)
         if dead_letter.rows:
             count("rows_dead_lettered", dead_letter.tenant_id, dead_letter.rows)
+        if dead_letter.key in self._recorded:
+            count(ALREADY_RECORDED, dead_letter.tenant_id)
+            return
+        count(f"error:{dead_letter.error_kind}", dead_letter.tenant_id)
         yield dead_letter.to_row()
 
 

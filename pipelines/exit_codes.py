@@ -7,6 +7,7 @@
 | 2 | usage error (unknown option, malformed or invalid option value) | fix the command line |
 | 3 | input not found (a pattern matched no file, or could not be listed) | check the input path / upstream export |
 | 4 | policy or tenants configuration invalid | fix the named policy/tenants file |
+| 5 | another run holds the output's lease (or took it over during this run) | let it finish; `--wait-for-lock` |
 | 6 | accounting does not balance (rows or units unaccounted for) | rerun; report if it persists |
 | 7 | engine failure (the model could not be loaded or the engine died for good) | check the model and the worker |
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from pipelines.run_lease import LeaseHeldError
 from policies import PolicyError
 from transforms.engine import EngineError
 from transforms.read_logs import InputError
@@ -24,6 +26,7 @@ FAILURE = 1
 USAGE = 2
 INPUT_NOT_FOUND = 3
 CONFIG_INVALID = 4
+LOCKED = 5
 ACCOUNTING = 6
 ENGINE = 7
 
@@ -51,6 +54,8 @@ def exit_code_for(exc: BaseException) -> int:
             return INPUT_NOT_FOUND
         if isinstance(link, PolicyError):
             return CONFIG_INVALID
+        if isinstance(link, LeaseHeldError):
+            return LOCKED
         if isinstance(link, AccountingError):
             return ACCOUNTING
         if isinstance(link, EngineError) or "EngineError" in str(link) or "EngineDeadError" in str(link):

@@ -8,16 +8,13 @@ import json
 import logging
 import traceback
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import accounting
+from pipelines.job_plan import JobPlan
 from transforms.counters import REPAIR_COUNTER_PREFIX, UNKNOWN_TENANT_COUNTER
-
-if TYPE_CHECKING:
-    from pipelines.moderate import JobPlan
 
 log = logging.getLogger(__name__)
 
@@ -26,18 +23,41 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def read_published_resume_keys(output: str) -> set[str]:
-    """Resume keys of every verdict already published under `output` (by any earlier run)."""
-    pattern = FileSystems.join(output, "verdicts", "*", "*", "*.parquet")
+def mark_abandoned(output: str, by_run_id: str) -> list[str]:
+    """Mark every other manifest under `output` still `running` as `abandoned` (call it holding the lease: no
+    other run can then be alive); returns their run ids."""
+    pattern = FileSystems.join(output, "_runs", "*.json")
     try:
-        files = [m.path for result in FileSystems.match([pattern]) for m in result.metadata_list]
+        paths = [m.path for result in FileSystems.match([pattern]) for m in result.metadata_list]
     except Exception:
-        return set()
-    keys: set[str] = set()
-    for path in files:
+        return []
+    abandoned = []
+    for path in sorted(paths):
         with FileSystems.open(path) as handle:
-            keys.update(pq.read_table(handle, columns=["resume_key"]).column("resume_key").to_pylist())
-    return keys
+            try:
+                record = json.loads(handle.read())
+            except ValueError:
+                continue
+        if record.get("status") != "running" or record.get("run_id") == by_run_id:
+            continue
+        record.update(status="abandoned", abandoned_by=by_run_id, finished_at=record.get("finished_at") or _now())
+        _write_json(path, record)
+        abandoned.append(record["run_id"])
+        log.warning("run %s never finished (killed?): its manifest is now marked abandoned", record["run_id"])
+    return abandoned
+
+
+def _write_json(path: str, record: dict) -> None:
+    """Replace the JSON file at `path` through a staged copy (readers see the old or the new file)."""
+    folder = path.rsplit("/", 1)[0]
+    if "://" not in folder and not FileSystems.exists(folder):
+        FileSystems.mkdirs(folder)
+    staged = path + ".tmp"
+    with FileSystems.create(staged) as handle:
+        handle.write(json.dumps(record, indent=2, sort_keys=True, default=str).encode())
+    if FileSystems.exists(path):
+        FileSystems.delete([path])
+    FileSystems.rename([staged], [path])
 
 
 def count_rows_or_zero(path: str, count_rows) -> int:
@@ -62,7 +82,7 @@ class RunManifest:
     policies: dict[str, str]
     judge_settings: dict[str, Any] = dataclasses.field(default_factory=dict)  # mode, threshold, review band, ...
     dedup: str = ""  # worker | shuffle: how duplicates were found (--dedup, resolved)
-    status: str = "running"
+    status: str = "running"  # running | succeeded | failed | abandoned (set by a later run: never finished)
     finished_at: str | None = None
     rows_read: int | None = None
     per_tenant: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
@@ -74,9 +94,10 @@ class RunManifest:
     # tenant id → {"conversations": n, "likely_typo_of": listed tenant or None}: judged under the default policy
     unknown_tenants: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     error: str | None = None
+    abandoned_runs: list[str] = dataclasses.field(default_factory=list)  # earlier runs found never finished
 
     @classmethod
-    def start(cls, plan: JobPlan, options: Mapping[str, Any]) -> RunManifest:
+    def start(cls, plan: JobPlan, options: Mapping[str, Any], abandoned_runs: list[str] | None = None) -> RunManifest:
         """A `running` manifest for the plan, written at once."""
         from transforms.prompts import template_version
 
@@ -92,6 +113,7 @@ class RunManifest:
             policies=used,
             judge_settings=dataclasses.asdict(plan.context.settings),
             dedup=plan.dedup,
+            abandoned_runs=list(abandoned_runs or []),
         )
         manifest.write()
         return manifest
@@ -139,23 +161,15 @@ class RunManifest:
             log.exception("could not write the failed run's manifest")
 
     def write(self) -> None:
-        folder = FileSystems.join(self.output, "_runs")
-        if "://" not in folder and not FileSystems.exists(folder):
-            FileSystems.mkdirs(folder)
-        staged = self.path + ".tmp"
-        with FileSystems.create(staged) as handle:
-            handle.write(json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True, default=str).encode())
-        if FileSystems.exists(self.path):
-            FileSystems.delete([self.path])
-        FileSystems.rename([staged], [self.path])
+        _write_json(self.path, dataclasses.asdict(self))
 
     def summary_line(self) -> str:
         """One line for the log: rows, verdicts, dead letters."""
         totals = self.totals
         return (
             f"{self.rows_read} rows read, {totals.get('verdicts_written', 0)} verdicts written, "
-            f"{sum(self.error_counts.values())} dead letters, {totals.get('units_already_done', 0)} units "
-            f"already done; manifest {self.path}"
+            f"{sum(self.error_counts.values())} dead letters ({totals.get('dead_letters_already_recorded', 0)} more "
+            f"already recorded), {totals.get('units_already_done', 0)} units already done; manifest {self.path}"
         )
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import datetime as dt
 import logging
 import sys
@@ -23,15 +22,18 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 
 from pipelines import accounting
 from pipelines.exit_codes import AccountingError, exit_code_for
-from pipelines.manifest import RunManifest, count_rows_or_zero, read_published_resume_keys
+from pipelines.job_plan import JobPlan
+from pipelines.manifest import RunManifest, count_rows_or_zero, mark_abandoned
 from pipelines.options import ModerationOptions, judge_settings
-from policies import DEFAULT_POLICY_DIR, DEFAULT_TENANTS_FILE, PolicyRegistry, load_policy_registry
+from pipelines.published import with_published
+from pipelines.run_lease import LeaseHeldError, take_lease
+from policies import DEFAULT_POLICY_DIR, DEFAULT_TENANTS_FILE, load_policy_registry
 from transforms.batching import BatchPerKeyDoFn
 from transforms.column_map import check_column_map, parse_column_map
 from transforms.disk_index import release_indexes
 from transforms.engine import EngineSpec
 from transforms.fake_engine import FakeEngineSpec
-from transforms.judge_units import JudgeUnitsDoFn, RunContext, UnitGroup, group_units
+from transforms.judge_units import JudgeUnitsDoFn, UnitGroup, group_units
 from transforms.read_logs import (
     CONVERSATIONS,
     DEAD_LETTER,
@@ -42,33 +44,13 @@ from transforms.read_logs import (
     match_input_files,
     read_file_schema,
 )
+from transforms.run_context import RunContext
 from transforms.units import MakeUnitsDoFn
-from transforms.verdict_cache import VerdictCache, append_to_cache, open_cache
+from transforms.verdict_cache import append_to_cache, open_cache
 from transforms.vllm_engine import VllmEngineSpec
 from transforms.write_partitions import WritePartitionsDoFn
 
 log = logging.getLogger("rsafe_batch")
-
-
-@dataclasses.dataclass(frozen=True)
-class JobPlan:
-    """Everything the pipeline needs, validated before it is built."""
-
-    input_files: tuple[str, ...]
-    output: str
-    run_id: str
-    only_date: str | None
-    registry: PolicyRegistry
-    template: str
-    engine_spec: EngineSpec
-    context: RunContext
-    batch_size: int
-    flush_rows: int
-    done_keys: frozenset[str]
-    dedup: str = "worker"  # worker: streaming, on-disk indexes per worker | shuffle: GroupByKeys
-    verdict_cache: VerdictCache | None = None  # --verdict-cache: judgements reused across runs
-    strict_input: bool = False  # --strict-input: no message normalisation
-    column_map: tuple[tuple[str, str], ...] = ()  # --column-map: (job's column, file's column)
 
 
 class _SkipPublished(beam.DoFn):
@@ -107,7 +89,9 @@ def _group_identical(units):
 
 
 def _write_dead_letters(name: str, dead_letters: beam.PCollection, plan: JobPlan) -> beam.PCollection:
-    counted = dead_letters | f"Count{name}DeadLetters" >> beam.ParDo(accounting.CountDeadLetters())
+    counted = dead_letters | f"Count{name}DeadLetters" >> beam.ParDo(
+        accounting.CountDeadLetters(plan.recorded_dead_letters)
+    )
     _ = counted | f"Write{name}Errors" >> beam.ParDo(WritePartitionsDoFn(plan.output, plan.run_id, "errors"))
     return counted
 
@@ -167,7 +151,7 @@ def build_pipeline(pipeline: beam.Pipeline, plan: JobPlan) -> dict:
 
 def _engine_spec(options: ModerationOptions) -> EngineSpec:
     if options.engine == "fake":
-        return FakeEngineSpec(max_context_tokens=options.max_model_len)
+        return FakeEngineSpec(max_context_tokens=options.max_model_len, seconds_per_call=options.fake_seconds_per_call)
     return VllmEngineSpec(
         model=options.model,
         dtype=options.dtype,
@@ -224,7 +208,6 @@ def plan_job(options: ModerationOptions, engine_spec: EngineSpec | None = None) 
         context=context,
         batch_size=options.batch_size,
         flush_rows=options.flush_rows,
-        done_keys=frozenset(read_published_resume_keys(output)),
         dedup=resolve_dedup(options),
         verdict_cache=open_cache(options.verdict_cache, context, engine_spec) if options.verdict_cache else None,
         strict_input=options.strict_input,
@@ -269,19 +252,25 @@ def run(argv: Sequence[str] | None = None, engine_spec: EngineSpec | None = None
     options = PipelineOptions(argv)
     job = options.view_as(ModerationOptions)
     plan = plan_job(job, engine_spec)
-    manifest = RunManifest.start(plan, options.get_all_options(drop_default=True))
-    log.info("run %s: %d input file(s) → %s", plan.run_id, len(plan.input_files), plan.output)
-    try:
-        rows_read = sum(count_rows_or_zero(path, count_rows_in_file) for path in plan.input_files)
-        with beam.Pipeline(runner=_runner(options), options=options) as pipeline:
-            build_pipeline(pipeline, plan)
-        result = pipeline.result
-        manifest.finish(rows_read, accounting.read_counters(result), plan.registry.likely_typo_of)
-    except BaseException as exc:
-        manifest.fail(exc)
-        raise
-    finally:
-        release_indexes(plan.run_id)
+    if job.wait_for_lock < 0 or job.lease_ttl <= 0:
+        raise ValueError("--wait-for-lock must be >= 0 and --lease-ttl > 0")
+    with take_lease(plan.output, plan.run_id, job.wait_for_lock, job.lease_ttl) as lease:
+        abandoned = mark_abandoned(plan.output, plan.run_id)
+        plan = with_published(plan)
+        manifest = RunManifest.start(plan, options.get_all_options(drop_default=True), abandoned)
+        log.info("run %s: %d input file(s) → %s", plan.run_id, len(plan.input_files), plan.output)
+        try:
+            rows_read = sum(count_rows_or_zero(path, count_rows_in_file) for path in plan.input_files)
+            with beam.Pipeline(runner=_runner(options), options=options) as pipeline:
+                build_pipeline(pipeline, plan)
+            if lease.lost:
+                raise LeaseHeldError(f"lost the output's lease during the run: {lease.lost}")
+            manifest.finish(rows_read, accounting.read_counters(pipeline.result), plan.registry.likely_typo_of)
+        except BaseException as exc:
+            manifest.fail(exc)
+            raise
+        finally:
+            release_indexes(plan.run_id)
     if manifest.accounting_problems:
         raise AccountingError("accounting does not hold: " + "; ".join(manifest.accounting_problems))
     return manifest

@@ -55,6 +55,12 @@ class ModerationOptions(PipelineOptions):
             choices=["vllm", "fake"],
             help="'fake' is for plumbing tests/benchmarks only",
         )
+        add(
+            "fake-seconds-per-call",
+            type=float,
+            default=0.0,
+            help="fake engine only: sleep per engine call (plumbing runs long enough to interrupt)",
+        )
         add("max-model-len", type=int, default=4096, help="engine context length in tokens")
         add("max-tokens", type=int, default=256, help="generation limit of a free-form answer")
         add("temperature", type=float, default=0.0)
@@ -110,6 +116,14 @@ class ModerationOptions(PipelineOptions):
             help="NAME=COLUMN,...: read the job's column NAME from the file's COLUMN (e.g. conversation_id=id,"
             "tenant_id=org,created_at=ts,messages=conversation; also turn_index, role, content); repeatable",
         )
+        add(
+            "wait-for-lock",
+            type=float,
+            default=0.0,
+            metavar="SECONDS",
+            help="when another run holds the output's lease, wait up to this long for it (default: exit 5 at once)",
+        )
+        add("lease-ttl", type=float, default=300.0, help="seconds without a heartbeat after which a lease is stale")
         add(
             "verdict-cache",
             help="folder (local, gs://, s3://) of judgements kept across runs: content judged before is not re-run",

@@ -11,7 +11,7 @@ import pytest
 from policies import load_policy_registry
 from transforms.engine import SamplingSettings
 from transforms.fake_engine import FakeEngineSpec
-from transforms.judge_units import RunContext, verdict_row
+from transforms.judge_units import verdict_row
 from transforms.judging import (
     BOX_OPEN,
     THINK_CLOSE,
@@ -24,6 +24,7 @@ from transforms.judging import (
 )
 from transforms.prompts import render_prompt
 from transforms.records import Message, ModerationUnit
+from transforms.run_context import RunContext
 
 REGISTRY = load_policy_registry()
 POLICY = REGISTRY.policy("rsafe-default")

@@ -59,7 +59,12 @@ def test_real_engine_killed_run_resumes_without_duplicates_or_loss(tmp_path):
     assert manifest["totals"]["verdicts_written"] == len(verdicts) - len(published)
     dead_units = manifest["totals"].get("units_dead_lettered", 0)
     assert len(verdicts) + dead_units == manifest["totals"]["units_made"], "a unit was lost"
+    assert manifest["abandoned_runs"] == ["killed"]
+    assert json.loads((out / "_runs" / "killed.json").read_text())["status"] == "abandoned"
     # A third run of the same night has nothing left to do.
     again = [a.replace("{run}", "again") for a in _job(out)]
     assert subprocess.run(again, cwd=REPO, env=env, capture_output=True, timeout=900).returncode == 0
     assert len(pl.read_parquet(_verdict_files(out))) == len(verdicts)
+    # the sample's one bad row: its dead letter, like the verdicts, is published once however often it is rerun
+    keys = pl.read_parquet(sorted(out.glob("errors/*/*.parquet")))["dead_letter_key"]
+    assert keys.n_unique() == len(keys) == 1

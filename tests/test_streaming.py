@@ -87,8 +87,8 @@ def test_memo_recalls_this_runs_judgements_as_duplicates():
 
 
 def test_memo_starts_from_the_verdict_cache_earliest_entry_first_use_not_a_duplicate(tmp_path):
-    from transforms.judge_units import RunContext
     from transforms.judging import JudgeSettings
+    from transforms.run_context import RunContext
 
     context = RunContext("run-memo-2", "m", JudgeSettings())
     key = settings_key(context)

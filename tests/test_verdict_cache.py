@@ -13,9 +13,10 @@ import pytest
 from pipelines.moderate import run
 from scripts.generate_sample_logs import generate_conversations, write_canonical
 from transforms.engine import SamplingSettings
-from transforms.judge_units import RunContext, verdict_row
+from transforms.judge_units import verdict_row
 from transforms.judging import Judgement, JudgeSettings
 from transforms.records import ModerationUnit
+from transforms.run_context import RunContext
 from transforms.verdict_cache import (
     CACHE_SCHEMA,
     cache_files,

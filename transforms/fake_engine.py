@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import time
 from collections.abc import Callable, Sequence
 
 from transforms.engine import Completion, Continuation, SamplingSettings
@@ -27,6 +28,7 @@ class FakeEngineSpec:
 
     `no_box_words`: content with one of these words gets an answer without a box (a parse error in free mode).
     `fail_words`: a batch containing a prompt with one of these words raises, as a crashed engine would.
+    `seconds_per_call`: each `complete` call sleeps this long, so a plumbing run lasts long enough to interrupt.
     """
 
     unsafe_words: tuple[str, ...] = ("bomb", "weapon", "kill", "steal", "poison", "hack")
@@ -34,6 +36,7 @@ class FakeEngineSpec:
     fail_words: tuple[str, ...] = ()
     max_context_tokens: int = 4096
     model_name: str = "fake-engine"
+    seconds_per_call: float = 0.0
 
     @property
     def cache_key(self) -> str:
@@ -77,6 +80,7 @@ class FakeEngine:
         stop: Sequence[str] = (),
     ) -> list[Completion]:
         self.complete_calls.append(len(user_messages))
+        time.sleep(self.spec.seconds_per_call)
         if any(self._has(m, self.spec.fail_words) for m in user_messages):
             raise RuntimeError("fake engine failure for this batch")
         completions = []

@@ -7,7 +7,6 @@ prefix cache. Identical units (same content key) are judged once and the verdict
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import logging
 import time
@@ -20,8 +19,9 @@ from apache_beam.utils import shared
 from transforms.counters import count
 from transforms.engine import EngineSpec, VerdictEngine
 from transforms.judgement_memo import JudgementMemo, Recalled
-from transforms.judging import Judgement, JudgeRequest, JudgeSettings, decide, judge_batch
+from transforms.judging import Judgement, JudgeRequest, decide, judge_batch
 from transforms.records import DeadLetter, ModerationUnit
+from transforms.run_context import RunContext
 from transforms.units import DEAD_LETTER
 from transforms.verdict_cache import VerdictCache
 
@@ -29,15 +29,6 @@ log = logging.getLogger(__name__)
 
 UnitGroup = tuple[str, Sequence[ModerationUnit]]  # (content key, the units sharing it)
 _SCORING_TOKENS = 8  # phase 2 appends `</think>\n\boxed{` and scores up to a few choice tokens
-
-
-@dataclasses.dataclass(frozen=True)
-class RunContext:
-    """What every verdict row of a run records about how it was produced."""
-
-    run_id: str
-    model: str
-    settings: JudgeSettings
 
 
 class EngineHolder:
@@ -217,6 +208,7 @@ def unit_dead_letter(unit: ModerationUnit, kind: str, message: str) -> DeadLette
         rows=0,  # rows are accounted per conversation; units are accounted on their own
         unit=unit.unit,
         turn_index=unit.turn_index,
+        scope=unit.resume_key,  # the same unit under the same policy, model and template
     )
 
 

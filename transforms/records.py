@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 from typing import Literal
 
 Role = Literal["system", "user", "assistant"]
@@ -63,13 +64,24 @@ class DeadLetter:
     rows: int = 1  # how many input rows this record accounts for (a whole unreadable file counts all it had)
     unit: str | None = None
     turn_index: int | None = None
+    scope: str = ""  # what else the outcome depended on: the policy version, or the unit's resume key
+
+    @property
+    def key(self) -> str:
+        """Stable identity across runs (where, which step, which kind, under which policy/model), not the
+        message: a rerun that meets the same bad input again recognises the record it already published."""
+        parts = (self.stage, self.error_kind, self.source_file, self.row, self.conversation_id, self.tenant_id)
+        parts += (self.unit, self.turn_index, self.scope)
+        return hashlib.sha256("\x1f".join(str(p) for p in parts).encode("utf-8")).hexdigest()[:32]
 
     def to_row(self) -> dict:
         """The record as a flat dict for the errors Parquet files."""
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "dead_letter_key": self.key}
 
     @classmethod
-    def for_conversation(cls, conversation: Conversation, stage: str, error_kind: str, message: str) -> DeadLetter:
+    def for_conversation(
+        cls, conversation: Conversation, stage: str, error_kind: str, message: str, scope: str = ""
+    ) -> DeadLetter:
         """A dead letter for a whole conversation: its file, first row, id, tenant and every row it came from."""
         return cls(
             stage=stage,
@@ -80,6 +92,7 @@ class DeadLetter:
             tenant_id=conversation.tenant_id,
             row=conversation.source_row,
             rows=conversation.source_rows,
+            scope=scope,
         )
 
 

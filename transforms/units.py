@@ -104,7 +104,7 @@ class MakeUnitsDoFn(beam.DoFn):
         if problem or policy is None:
             kind = "unsafe_tenant_id" if problem else "unknown_tenant"
             message = problem or f"tenant {conversation.tenant_id!r} has no policy and unknown tenants are rejected"
-            yield beam.pvalue.TaggedOutput(DEAD_LETTER, _dead_letter(conversation, "policy", kind, message))
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, _dead_letter(conversation, "policy", kind, message, ""))
             return
         if not self._registry.is_known_tenant(conversation.tenant_id):
             self._note_unknown_tenant(conversation.tenant_id, policy.id)
@@ -113,13 +113,13 @@ class MakeUnitsDoFn(beam.DoFn):
         except Exception as exc:
             yield beam.pvalue.TaggedOutput(
                 DEAD_LETTER,
-                _dead_letter(conversation, "render", "render_error", f"{type(exc).__name__}: {exc}"),
+                _dead_letter(conversation, "render", "render_error", f"{type(exc).__name__}: {exc}", policy.version),
             )
             return
         if not units:
             message = f"policy {policy.id!r} moderates {list(policy.units)} and the conversation has no such turn"
             yield beam.pvalue.TaggedOutput(
-                DEAD_LETTER, _dead_letter(conversation, "policy", "nothing_to_judge", message)
+                DEAD_LETTER, _dead_letter(conversation, "policy", "nothing_to_judge", message, policy.version)
             )
             return
         count("rows_to_units", conversation.tenant_id, conversation.source_rows)
@@ -138,6 +138,6 @@ class MakeUnitsDoFn(beam.DoFn):
         log.warning("tenant %r is not in the tenants file%s: judged under policy %r", tenant_id, hint, policy_id)
 
 
-def _dead_letter(conversation: Conversation, stage: str, kind: str, message: str) -> DeadLetter:
+def _dead_letter(conversation: Conversation, stage: str, kind: str, message: str, policy_version: str) -> DeadLetter:
     where = f"{conversation.source_file} row {conversation.source_row} (conversation {conversation.conversation_id!r})"
-    return DeadLetter.for_conversation(conversation, stage, kind, f"{where}: {message}")
+    return DeadLetter.for_conversation(conversation, stage, kind, f"{where}: {message}", scope=policy_version)

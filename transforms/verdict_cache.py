@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import apache_beam as beam
 import pyarrow as pa
@@ -29,11 +28,9 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from transforms.judging import Judgement
+from transforms.run_context import RunContext
 from transforms.units import stable_key
 from transforms.write_partitions import VERDICT_SCHEMA, publish_table
-
-if TYPE_CHECKING:
-    from transforms.judge_units import RunContext
 
 _TS = pa.timestamp("us", tz="UTC")
 _FROM_VERDICTS = (

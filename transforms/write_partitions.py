@@ -74,6 +74,7 @@ ERROR_SCHEMA = pa.schema(
         ("turn_index", pa.int32()),
         ("run_id", pa.string()),
         ("recorded_at", _TS),
+        ("dead_letter_key", pa.string()),  # stable across runs: a rerun does not publish the same record again
     ]
 )
 

@@ -1,0 +1,32 @@
+"""The validated plan of one run: the value the pipeline builder, the manifest and the lease all read."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from policies import PolicyRegistry
+from transforms.engine import EngineSpec
+from transforms.run_context import RunContext
+from transforms.verdict_cache import VerdictCache
+
+
+@dataclasses.dataclass(frozen=True)
+class JobPlan:
+    """Everything the pipeline needs, validated before it is built."""
+
+    input_files: tuple[str, ...]
+    output: str
+    run_id: str
+    only_date: str | None
+    registry: PolicyRegistry
+    template: str
+    engine_spec: EngineSpec
+    context: RunContext
+    batch_size: int
+    flush_rows: int
+    done_keys: frozenset[str] = frozenset()  # resume keys of verdicts earlier runs published (read under the lease)
+    dedup: str = "worker"  # worker: streaming, on-disk indexes per worker | shuffle: GroupByKeys
+    verdict_cache: VerdictCache | None = None  # --verdict-cache: judgements reused across runs
+    recorded_dead_letters: frozenset[str] = frozenset()  # keys of dead letters earlier runs published
+    strict_input: bool = False  # --strict-input: no message normalisation
+    column_map: tuple[tuple[str, str], ...] = ()  # --column-map: (job's column, file's column)

@@ -1,0 +1,213 @@
+"""The run contract (issue 13): one run at a time per output, idempotent dead letters, killed runs abandoned."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines import run_lease
+from pipelines.exit_codes import LOCKED, exit_code_for
+from pipelines.moderate import run
+from pipelines.run_lease import LeaseHeldError, StoreLease, take_lease
+from scripts.generate_malformed_logs import write_malformed_corpus
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_GLOB = str(REPO / "samples" / "logs" / "*.parquet")
+
+
+def _files(out: Path, kind: str) -> list[Path]:
+    return sorted(out.glob("verdicts/*/*/*.parquet" if kind == "verdicts" else "errors/*/*.parquet"))
+
+
+def _column(out: Path, kind: str, column: str) -> list:
+    return [v for path in _files(out, kind) for v in pq.read_table(path, columns=[column]).column(column).to_pylist()]
+
+
+def _manifest(out: Path, run_id: str) -> dict:
+    return json.loads((out / "_runs" / f"{run_id}.json").read_text())
+
+
+def _balanced(manifest: dict) -> bool:
+    return manifest["status"] == "succeeded" and manifest["accounting_problems"] == []
+
+
+# --- the lease itself ---------------------------------------------------------------------------------------
+
+
+def test_local_lease_excludes_a_second_holder_and_names_the_first(tmp_path):
+    with take_lease(str(tmp_path), "first") as lease:
+        assert json.loads((tmp_path / "_lease.json").read_text())["run_id"] == "first"
+        with pytest.raises(LeaseHeldError, match=r"leased by run 'first' \(host .*, pid \d+") as caught:
+            take_lease(str(tmp_path), "second")
+        assert exit_code_for(caught.value) == LOCKED == 5
+        assert lease.lost is None
+    with take_lease(str(tmp_path), "second") as again:  # released: free again, and it knows who had it
+        assert again.previous is not None and again.previous.run_id == "first"
+
+
+def test_local_lease_of_a_killed_holder_is_taken_over(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"from pipelines.run_lease import take_lease; take_lease({str(tmp_path)!r}, 'victim');"
+         "import time; print('held', flush=True); time.sleep(600)"],
+        cwd=REPO, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(LeaseHeldError, match="victim"):
+            take_lease(str(tmp_path), "waiter")
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        with take_lease(str(tmp_path), "waiter") as lease:  # the kernel dropped the dead holder's lock
+            assert lease.previous.run_id == "victim"
+    finally:
+        holder.kill()
+
+
+def test_waiting_for_the_lock_gets_it_once_the_holder_releases(tmp_path):
+    first = take_lease(str(tmp_path), "first")
+    started = time.monotonic()
+    threading.Timer(1.0, first.release).start()
+    with take_lease(str(tmp_path), "second", wait_s=30) as lease:
+        assert lease.holder.run_id == "second"
+    assert 0.9 < time.monotonic() - started < 30
+    with take_lease(str(tmp_path), "third"), pytest.raises(LeaseHeldError, match="after waiting 1 s"):
+        take_lease(str(tmp_path), "fourth", wait_s=1)
+
+
+@pytest.fixture
+def quick_store(monkeypatch):
+    monkeypatch.setattr(StoreLease, "settle_s", 0.05)
+
+
+def test_store_lease_claims_by_read_back_and_refuses_a_live_holder(tmp_path, quick_store):
+    with take_lease(str(tmp_path), "first", store=True) as lease:
+        assert isinstance(lease, StoreLease)
+        with pytest.raises(LeaseHeldError, match="first"):
+            take_lease(str(tmp_path), "second", store=True)
+    assert not (tmp_path / "_lease.json").exists()  # released: the claim file is deleted
+
+
+def test_store_lease_with_an_expired_heartbeat_is_taken_over_and_the_old_holder_notices(tmp_path, quick_store):
+    stale = take_lease(str(tmp_path), "stalled", store=True, ttl_s=0.2)
+    stale._stop.set()  # a holder that stopped beating (a paused or partitioned worker)
+    stale._thread.join()
+    time.sleep(0.3)
+    with take_lease(str(tmp_path), "taker", store=True) as taker:
+        assert taker.previous.run_id == "stalled"
+        stale._beat()
+        assert stale.lost is not None and "taker" in stale.lost
+
+
+def test_store_lease_race_has_one_winner(tmp_path, monkeypatch):
+    """Two claimants that both saw no lease and both wrote one: the read-back after the settle delay leaves
+    exactly one holder (the last writer); the other backs off."""
+    monkeypatch.setattr(StoreLease, "settle_s", 0.3)
+    both_checked = threading.Barrier(2)
+    real_read, first_read = run_lease._read, threading.local()
+
+    def read_after_both_checked(path):
+        got = real_read(path)
+        if not getattr(first_read, "done", False):  # each claimant's existence check sees no lease
+            first_read.done = True
+            both_checked.wait(timeout=10)
+        return got
+
+    monkeypatch.setattr(run_lease, "_read", read_after_both_checked)
+    results: dict[str, object] = {}
+
+    def claim(name: str) -> None:
+        results[name] = StoreLease.try_take(str(tmp_path), run_lease.new_holder(name, 60))
+
+    threads = [threading.Thread(target=claim, args=(name,)) for name in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [name for name, got in results.items() if isinstance(got, StoreLease)]
+    assert len(winners) == 1, results
+    loser = ({"a", "b"} - set(winners)).pop()
+    assert results[loser].run_id == winners[0]  # the loser learns who holds it
+    results[winners[0]].release()
+
+
+# --- the job ------------------------------------------------------------------------------------------------
+
+
+def _job_argv(out: Path, run_id: str, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "pipelines.moderate", "--engine", "fake", "--input", SAMPLE_GLOB, "--output", str(out),
+        "--run-id", run_id, "--batch-size", "2", "--flush-rows", "2", *extra,
+    ]  # fmt: skip
+
+
+def test_two_runs_started_together_on_one_output_exactly_one_writes(tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [
+        subprocess.Popen(_job_argv(out, f"r{i}", "--fake-seconds-per-call", "0.1"), cwd=REPO, env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for i in range(2)
+    ]  # fmt: skip
+    results = [(p.wait(timeout=600), p.stderr.read()) for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, LOCKED], results
+    loser_log = next(log for code, log in results if code == LOCKED)
+    assert "is leased by run 'r" in loser_log
+    winners = [f"r{i}" for i, (code, _) in enumerate(results) if code == 0]
+    assert [p.stem for p in sorted((out / "_runs").glob("*.json"))] == winners  # the loser wrote nothing
+    keys = _column(out, "verdicts", "resume_key")
+    assert len(keys) == len(set(keys)) > 0
+
+
+def test_rerun_over_malformed_input_publishes_no_dead_letter_twice(tmp_path):
+    corpus = write_malformed_corpus(tmp_path / "in")
+    out = tmp_path / "out"
+    argv = ["--engine", "fake", "--output", str(out), "--input", str(tmp_path / "in" / "*")]
+    first = run([*argv, "--run-id", "first"])
+    errors_first = _column(out, "errors", "dead_letter_key")
+    assert len(errors_first) == len(set(errors_first)) == sum(first.error_counts.values()) > len(corpus) // 2
+    second = run([*argv, "--run-id", "second"])
+    assert _column(out, "errors", "dead_letter_key") == errors_first  # nothing new was published
+    assert second.error_counts == {} and _balanced(_manifest(out, "second"))
+    assert second.totals["dead_letters_already_recorded"] == len(errors_first)
+    assert second.totals["rows_dead_lettered"] == first.totals["rows_dead_lettered"]  # rows still accounted
+
+
+def test_killed_runs_rerun_without_duplicates_and_are_marked_abandoned(tmp_path):
+    """Kill -9 mid-run, twice, then run to completion: no duplicate verdict or dead letter, books balanced."""
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    killed = []
+    for attempt, wait_files in enumerate((1, 4)):
+        run_id = f"killed-{attempt}"
+        argv = _job_argv(out, run_id, "--fake-seconds-per-call", "0.4")
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        proc = subprocess.Popen(argv, cwd=REPO, env=env, start_new_session=True, **quiet)
+        deadline = time.monotonic() + 300
+        while len(_files(out, "verdicts")) < wait_files and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert proc.poll() is None, "the run finished before it could be killed"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        killed.append(run_id)
+    final = run(["--engine", "fake", "--input", SAMPLE_GLOB, "--output", str(out), "--run-id", "final"])
+    manifest = _manifest(out, "final")
+    assert _balanced(manifest)
+    assert manifest["abandoned_runs"] == ["killed-1"]  # killed-0 was found abandoned by killed-1
+    assert _manifest(out, "killed-1")["abandoned_runs"] == ["killed-0"]
+    assert all(_manifest(out, r)["status"] == "abandoned" for r in killed)
+    verdict_keys = _column(out, "verdicts", "resume_key")
+    assert len(verdict_keys) == len(set(verdict_keys)) == final.totals["units_made"]
+    dead = _column(out, "errors", "dead_letter_key")
+    assert len(dead) == len(set(dead))
+    # every dead letter the final run met is published exactly once: by it, or already by a killed run
+    assert len(dead) == sum(final.error_counts.values()) + final.totals.get("dead_letters_already_recorded", 0)

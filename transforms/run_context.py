@@ -1,0 +1,16 @@
+"""What every verdict row of a run records about how it was produced (below the judge step and the cache)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from transforms.judging import JudgeSettings
+
+
+@dataclasses.dataclass(frozen=True)
+class RunContext:
+    """The run, the model label and the judge settings behind every verdict row of a run."""
+
+    run_id: str
+    model: str
+    settings: JudgeSettings
