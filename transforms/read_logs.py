@@ -27,6 +27,7 @@ from apache_beam.pvalue import PBegin, PCollection, TaggedOutput
 
 from transforms.column_map import mapped_schema, shown_column, source_column
 from transforms.conversation_ids import KeepFirstSeenDoFn, keep_first
+from transforms.file_splits import SPLIT_ROWS, FileSplit, plan_splits
 from transforms.log_rows import canonical_batch, turn_conversations
 from transforms.log_schema import (
     CANONICAL,
@@ -103,11 +104,10 @@ def _file_dead_letter(path: str, kind: str, rows: int, detail: str) -> DeadLette
 
 
 def _canonical_chunks(
-    parquet: pq.ParquetFile, path: str, names: dict[str, str]
+    parquet: pq.ParquetFile, path: str, names: dict[str, str], first_row: int, groups: range | None
 ) -> Iterator[tuple[int, list[RawConversation]]]:
-    """(rows read, conversations) per batch of `BATCH_ROWS` rows."""
-    first_row = 0
-    for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=list(names.values())):
+    """(rows read, conversations) per batch of `BATCH_ROWS` rows (of the row groups `groups`, None: all)."""
+    for batch in parquet.iter_batches(batch_size=BATCH_ROWS, row_groups=groups, columns=list(names.values())):
         yield batch.num_rows, list(canonical_batch(batch, path, first_row, names))
         first_row += batch.num_rows
 
@@ -121,12 +121,21 @@ def _turn_chunks(
 
 
 def _read_parquet(
-    f: IO[bytes], path: str, strict: bool = False, column_map: dict[str, str] | None = None
+    f: IO[bytes],
+    path: str,
+    strict: bool = False,
+    column_map: dict[str, str] | None = None,
+    row_groups: tuple[int, int] | None = None,
 ) -> Iterator[Conversation | DeadLetter]:
     column_map = column_map or {}
     try:
         parquet = pq.ParquetFile(f)
         total, schema = parquet.metadata.num_rows, mapped_schema(parquet.schema_arrow, column_map)
+        offset, groups = 0, None  # rows before the split, its row groups (None: the whole file)
+        if row_groups is not None:
+            groups = range(*row_groups)
+            sizes = [parquet.metadata.row_group(i).num_rows for i in range(row_groups[1])]
+            offset, total = sum(sizes[: row_groups[0]]), sum(sizes[row_groups[0] :])
     except _PARQUET_ERRORS as exc:
         yield _file_dead_letter(path, "unreadable_file", 0, f"not a readable Parquet file: {_one_line(exc)}")
         return
@@ -141,7 +150,10 @@ def _read_parquet(
     if layout == TURN_PER_ROW and not strict:
         needed += tuple(c for c in OPTIONAL_TURN_COLUMNS if c in schema.names)
     names = {name: source_column(name, column_map) for name in needed}  # job's name → the file's column
-    chunks = _canonical_chunks(parquet, path, names) if layout == CANONICAL else _turn_chunks(parquet, path, names)
+    if layout == CANONICAL:
+        chunks = _canonical_chunks(parquet, path, names, offset, groups)
+    else:
+        chunks = _turn_chunks(parquet, path, names)
     done = 0
     while True:
         try:  # only reading and decoding are guarded: a validation bug must not pass for a corrupt file
@@ -150,7 +162,7 @@ def _read_parquet(
                 return
             rows, raws = chunk
         except _PARQUET_ERRORS as exc:
-            detail = f"rows {done}..{total - 1} could not be read (corrupt data): {_one_line(exc)}"
+            detail = f"rows {offset + done}..{offset + total - 1} could not be read (corrupt data): {_one_line(exc)}"
             yield _file_dead_letter(path, "unreadable_file", total - done, detail)
             return
         for raw in raws:
@@ -163,8 +175,10 @@ def read_conversations_from_file(
     open_file: OpenFile | None = None,
     strict: bool = False,
     column_map: dict[str, str] | None = None,
+    row_groups: tuple[int, int] | None = None,
 ) -> Iterator[Conversation | DeadLetter]:
-    """Each conversation of one Parquet log file, validated: a `Conversation` or a `DeadLetter`.
+    """Each conversation of one Parquet log file (or of its row groups [first, end)), validated: a
+    `Conversation` or a `DeadLetter`.
 
     The file is opened with `open_file(path)` (default: Beam's `FileSystems.open`, so gs:// and s3:// work).
     The canonical layout is streamed in batches of `BATCH_ROWS`; the turn-per-row layout is read whole so
@@ -173,11 +187,12 @@ def read_conversations_from_file(
     normalisation); `column_map` is `--column-map` ({job's column name: the file's column}).
     """
     with (open_file or _open_with_beam)(path) as f:
-        yield from _read_parquet(f, path, strict, column_map)
+        yield from _read_parquet(f, path, strict, column_map, row_groups)
 
 
 class _ReadFileFn(beam.DoFn):
-    """path -> Conversation (main), DeadLetter (DEAD_LETTER) or an out-of-date Conversation (SKIPPED)."""
+    """path or `FileSplit` -> Conversation (main), DeadLetter (DEAD_LETTER) or an out-of-date Conversation
+    (SKIPPED)."""
 
     def __init__(
         self, only_date: str | None, open_file: OpenFile | None, strict: bool, column_map: dict[str, str] | None
@@ -191,9 +206,10 @@ class _ReadFileFn(beam.DoFn):
         self._dead_letters = Metrics.counter("read_logs", "dead_letters")
         self._skipped = Metrics.counter("read_logs", "skipped_other_date")
 
-    def process(self, path: str) -> Iterator[Conversation | TaggedOutput]:
+    def process(self, split: str | FileSplit) -> Iterator[Conversation | TaggedOutput]:
         self._files.inc()
-        for item in read_conversations_from_file(path, self._open_file, self._strict, self._column_map):
+        path, groups = (split, None) if isinstance(split, str) else (split.path, split.row_groups)
+        for item in read_conversations_from_file(path, self._open_file, self._strict, self._column_map, groups):
             if isinstance(item, DeadLetter):
                 self._dead_letters.inc()
                 yield TaggedOutput(DEAD_LETTER, item)
@@ -224,7 +240,9 @@ class ReadConversations(beam.PTransform):
     With `streaming_run_id` (the `--dedup worker` path) files are read in sorted order without a shuffle and
     ids are checked against an on-disk index of those seen (`KeepFirstSeenDoFn`): nothing holds the input in
     memory, and the copy kept is the same on one worker. Without it, a GroupByKey on the id (exact across
-    workers of a distributed runner). `strict_input` and `column_map` are as in `read_conversations_from_file`.
+    workers of a distributed runner), and a large file is read as several row-group ranges spread over the
+    workers (`transforms.file_splits`, about `split_rows` rows each). `strict_input` and `column_map` are as in
+    `read_conversations_from_file`.
     """
 
     def __init__(
@@ -235,6 +253,7 @@ class ReadConversations(beam.PTransform):
         streaming_run_id: str | None = None,
         strict_input: bool = False,
         column_map: dict[str, str] | None = None,
+        split_rows: int = SPLIT_ROWS,
     ):
         super().__init__()
         if only_date is not None:
@@ -248,19 +267,19 @@ class ReadConversations(beam.PTransform):
         self._streaming_run_id = streaming_run_id
         self._strict_input = strict_input
         self._column_map = dict(column_map or {})
+        self._split_rows = split_rows
 
     def expand(self, pbegin: PBegin) -> dict[str, PCollection]:
         files = match_input_files(self._patterns)
         streaming = self._streaming_run_id is not None
-        read = (
-            pbegin
-            # Streaming: files in sorted order, in the same fused stage as everything downstream (no shuffle).
-            | "ListFiles" >> beam.Create(files, reshuffle=not streaming)
-            | "ReadFiles"
-            >> beam.ParDo(
-                _ReadFileFn(self._only_date, self._open_file, self._strict_input, self._column_map)
-            ).with_outputs(DEAD_LETTER, SKIPPED, main=CONVERSATIONS)
-        )
+        # Streaming: files in sorted order, in the same fused stage as everything downstream (no shuffle).
+        listed = pbegin | "ListFiles" >> beam.Create(files, reshuffle=not streaming)
+        if not streaming:  # large files as row-group ranges, spread over the workers
+            split = (self._open_file or _open_with_beam, self._split_rows, self._strict_input, self._column_map)
+            listed = listed | "SplitFiles" >> beam.FlatMap(plan_splits, *split) | "SpreadSplits" >> beam.Reshuffle()
+        read = listed | "ReadFiles" >> beam.ParDo(
+            _ReadFileFn(self._only_date, self._open_file, self._strict_input, self._column_map)
+        ).with_outputs(DEAD_LETTER, SKIPPED, main=CONVERSATIONS)
         if streaming:
             unique = read[CONVERSATIONS] | "KeepFirstSeen" >> beam.ParDo(
                 KeepFirstSeenDoFn(self._streaming_run_id)
