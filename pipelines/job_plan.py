@@ -28,3 +28,5 @@ class JobPlan:
     dedup: str = "worker"  # worker: streaming, on-disk indexes per worker | shuffle: GroupByKeys
     verdict_cache: VerdictCache | None = None  # --verdict-cache: judgements reused across runs
     recorded_dead_letters: frozenset[str] = frozenset()  # keys of dead letters earlier runs published
+    strict_input: bool = False  # --strict-input: no message normalisation
+    column_map: tuple[tuple[str, str], ...] = ()  # --column-map: (job's column, file's column)

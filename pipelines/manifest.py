@@ -14,7 +14,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines import accounting
 from pipelines.job_plan import JobPlan
-from transforms.counters import UNKNOWN_TENANT_COUNTER
+from transforms.counters import REPAIR_COUNTER_PREFIX, UNKNOWN_TENANT_COUNTER
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,8 @@ class RunManifest:
     per_tenant: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
     totals: dict[str, int] = dataclasses.field(default_factory=dict)
     error_counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    # repair kind → conversations judged with at least one such input repair (transforms.normalise)
+    input_repairs: dict[str, int] = dataclasses.field(default_factory=dict)
     accounting_problems: list[str] = dataclasses.field(default_factory=list)
     # tenant id → {"conversations": n, "likely_typo_of": listed tenant or None}: judged under the default policy
     unknown_tenants: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
@@ -133,9 +135,15 @@ class RunManifest:
             for tenant, n in sorted(counters.get(UNKNOWN_TENANT_COUNTER, {}).items())
         }
         self.per_tenant = accounting.per_tenant_table(counters)
-        self.totals = {kind: sum(by.values()) for kind, by in sorted(counters.items()) if not kind.startswith("error:")}
+        prefixes = ("error:", REPAIR_COUNTER_PREFIX)
+        self.totals = {kind: sum(by.values()) for kind, by in sorted(counters.items()) if not kind.startswith(prefixes)}
         self.error_counts = {
             k.removeprefix("error:"): sum(v.values()) for k, v in counters.items() if k.startswith("error:")
+        }
+        self.input_repairs = {
+            k.removeprefix(REPAIR_COUNTER_PREFIX): sum(v.values())
+            for k, v in sorted(counters.items())
+            if k.startswith(REPAIR_COUNTER_PREFIX)
         }
         self.accounting_problems = accounting.check_accounting(rows_read, counters)
         self.status = "failed" if self.accounting_problems else "succeeded"

@@ -29,6 +29,7 @@ from pipelines.published import with_published
 from pipelines.run_lease import LeaseHeldError, take_lease
 from policies import DEFAULT_POLICY_DIR, DEFAULT_TENANTS_FILE, load_policy_registry
 from transforms.batching import BatchPerKeyDoFn
+from transforms.column_map import check_column_map, parse_column_map
 from transforms.disk_index import release_indexes
 from transforms.engine import EngineSpec
 from transforms.fake_engine import FakeEngineSpec
@@ -41,6 +42,7 @@ from transforms.read_logs import (
     ReadConversations,
     count_rows_in_file,
     match_input_files,
+    read_file_schema,
 )
 from transforms.run_context import RunContext
 from transforms.units import MakeUnitsDoFn
@@ -105,7 +107,11 @@ def build_pipeline(pipeline: beam.Pipeline, plan: JobPlan) -> dict:
     """
     streaming = plan.dedup == "worker"
     read = pipeline | "Read" >> ReadConversations(
-        plan.input_files, only_date=plan.only_date, streaming_run_id=plan.run_id if streaming else None
+        plan.input_files,
+        only_date=plan.only_date,
+        streaming_run_id=plan.run_id if streaming else None,
+        strict_input=plan.strict_input,
+        column_map=dict(plan.column_map),
     )
     _ = read[SKIPPED] | "CountSkipped" >> beam.Map(
         lambda c: accounting.count("rows_skipped", c.tenant_id, c.source_rows)
@@ -178,18 +184,21 @@ def plan_job(options: ModerationOptions, engine_spec: EngineSpec | None = None) 
     if options.batch_size < 1 or options.flush_rows < 1:
         raise ValueError("--batch-size and --flush-rows must be >= 1")
     settings = judge_settings(options)
+    column_map = parse_column_map(options.column_map)
     registry = load_policy_registry(
         options.policies or [str(DEFAULT_POLICY_DIR)],
         options.tenants or str(DEFAULT_TENANTS_FILE),
         reject_unknown_tenants=options.reject_unknown_tenants,
     )
     engine_spec = engine_spec or _engine_spec(options)
+    input_files = tuple(match_input_files(options.input))
+    check_column_map(input_files, column_map, read_file_schema)
     model = _model_label(engine_spec)
     output = options.output.rstrip("/")
     run_id = options.run_id or dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
     context = RunContext(run_id=run_id, model=model, settings=settings)
     return JobPlan(
-        input_files=tuple(match_input_files(options.input)),
+        input_files=input_files,
         output=output,
         run_id=run_id,
         only_date=options.date,
@@ -201,6 +210,8 @@ def plan_job(options: ModerationOptions, engine_spec: EngineSpec | None = None) 
         flush_rows=options.flush_rows,
         dedup=resolve_dedup(options),
         verdict_cache=open_cache(options.verdict_cache, context, engine_spec) if options.verdict_cache else None,
+        strict_input=options.strict_input,
+        column_map=tuple(column_map.items()),
     )
 
 

@@ -103,6 +103,19 @@ class ModerationOptions(PipelineOptions):
             "across workers); auto: worker on the in-process runner with one worker, shuffle otherwise",
         )
         add("flush-rows", type=int, default=256, help="rows per published output file (at most)")
+        parser.add_argument(
+            "--strict-input",
+            "--strict_input",
+            action="store_true",
+            help="no input normalisation: dead-letter a conversation at its first message that is not exactly "
+            "system/user/assistant with non-empty, valid string content (the behaviour before input repairs)",
+        )
+        add(
+            "column-map",
+            action="append",
+            help="NAME=COLUMN,...: read the job's column NAME from the file's COLUMN (e.g. conversation_id=id,"
+            "tenant_id=org,created_at=ts,messages=conversation; also turn_index, role, content); repeatable",
+        )
         add(
             "wait-for-lock",
             type=float,

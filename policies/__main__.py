@@ -28,8 +28,9 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _read_messages(path: str) -> list:
-    """Read a conversation file: `{"messages": [...]}` or a plain list of `{"role", "content"}` objects."""
-    from transforms.records import ROLES, Message
+    """Read a conversation file: `{"messages": [...]}` or a plain list of message objects, normalised as the job
+    normalises them (`transforms.normalise`: role aliases, tool messages and calls, content parts, ...)."""
+    from transforms.normalise import RawMessage, normalise_messages
 
     try:
         with smart_open(path, "r", encoding="utf-8") as handle:
@@ -39,14 +40,20 @@ def _read_messages(path: str) -> list:
     raw = data.get("messages") if isinstance(data, dict) else data
     if not isinstance(raw, list) or not raw:
         raise PolicyError(f'{path}: expected a non-empty list of messages or {{"messages": [...]}}')
-    messages = []
     for index, item in enumerate(raw):
-        if not (isinstance(item, dict) and isinstance(item.get("content"), str) and item.get("role") in ROLES):
-            raise PolicyError(
-                f"{path}: messages[{index}]: need role in {list(ROLES)} and string content, got {item!r:.80}"
-            )
-        messages.append(Message(role=item["role"], content=item["content"]))
-    return messages
+        if not isinstance(item, dict):
+            raise PolicyError(f"{path}: messages[{index}]: expected an object with role and content, got {item!r:.80}")
+    normalised = normalise_messages(
+        [
+            RawMessage(m.get("role"), m.get("content"), m.get("tool_calls") or m.get("function_call"), m.get("name"))
+            for m in raw
+        ]
+    )
+    for repair in normalised.repairs:
+        print(f"input repair: {repair}", file=sys.stderr)
+    if not normalised.messages:
+        raise PolicyError(f"{path}: nothing left to judge ({'; '.join(normalised.repairs)})")
+    return list(normalised.messages)
 
 
 def _render(args: argparse.Namespace) -> int:

@@ -3,8 +3,11 @@
     python scripts/generate_malformed_logs.py OUT_DIR
 
 Each case is one small file: usually one bad conversation among good ones (so a test can check that the good
-rows survive), or a whole bad file, plus a few valid edge cases (error_kind None). Generated, not committed;
-the tests call `write_malformed_corpus(tmp_path)`.
+rows survive), or a whole bad file, plus a few valid edge cases (error_kind None). `error_kind` is what
+`--strict-input` gives; by default message problems are repaired (`repair`: the bad conversation is read, with
+that repair recorded), not problems at all (`tolerant_reads`: an assistant reply without a user message is
+judged), or dead-lettered under another rule (`tolerant_error_kind`, `tolerant_field`).
+Generated, not committed; the tests call `write_malformed_corpus(tmp_path)`.
 """
 
 from __future__ import annotations
@@ -37,6 +40,20 @@ class MalformedCase:
     bad_row: int | None = None  # the dead letter's `row` (first row of the bad conversation)
     rows: int | None = None  # rows in the file, when its footer is readable (for the row accounting)
     description: str = ""
+    repair: str | None = None  # tolerant reading: the bad conversation is read with this repair kind
+    tolerant_reads: bool = False  # tolerant reading: the bad conversation is read (with `repair`, if any)
+    tolerant_error_kind: str | None = None  # tolerant reading: dead-lettered with this kind instead of error_kind
+    tolerant_field: str | None = None  # ... and this text in its message instead of `field`
+
+    def tolerant(self) -> MalformedCase:
+        """What reading the file without `--strict-input` must give."""
+        if self.repair or self.tolerant_reads:
+            return dataclasses.replace(
+                self, error_kind=None, good_conversations=self.good_conversations + 1, bad_conversation_id=None
+            )
+        if self.tolerant_error_kind:
+            return dataclasses.replace(self, error_kind=self.tolerant_error_kind, field=self.tolerant_field)
+        return self
 
 
 def _text(values: list[Text]) -> pa.Array:
@@ -155,17 +172,17 @@ def _cases() -> list[tuple[MalformedCase, Callable[[Path], None] | pa.Table]]:
         (c("created_out_of_range.parquet", "invalid_created_at", 2, "bad-1", "created_at", 1, 3), _canonical({}, created_at=pa.array([1_790_000_000, 10**13, 1_790_000_000], pa.timestamp("s")))),  # noqa: E501
         (c("messages_empty_list.parquet", "empty_messages", 2, "bad-1", "messages", 1, 3), _canonical({"messages": []})),  # noqa: E501
         (c("messages_null.parquet", "empty_messages", 2, "bad-1", "messages", 1, 3), _canonical({"messages": None})),
-        (c("role_tool.parquet", "unknown_role", 2, "bad-1", "messages[1].role", 1, 3), _canonical({"messages": [{"role": "user", "content": "hi"}, {"role": "tool", "content": "{}"}]})),  # noqa: E501
-        (c("role_capitalised_space.parquet", "unknown_role", 2, "bad-1", "messages[0].role", 1, 3), _canonical({"messages": [{"role": "User ", "content": "hi"}]})),  # noqa: E501
-        (c("role_null.parquet", "unknown_role", 2, "bad-1", "messages[0].role", 1, 3), _canonical({"messages": [{"role": None, "content": "hi"}]})),  # noqa: E501
-        (c("message_null.parquet", "unknown_role", 2, "bad-1", "messages[1].role", 1, 3), _canonical({"messages": [{"role": "user", "content": "hi"}, None]})),  # noqa: E501
-        (c("no_user_turn.parquet", "no_user_turn", 2, "bad-1", "messages", 1, 3), _canonical({"messages": [{"role": "system", "content": "Be nice."}, {"role": "assistant", "content": "Hello!"}]})),  # noqa: E501
-        (c("content_null.parquet", "empty_content", 2, "bad-1", "messages[0].content", 1, 3), _canonical({"messages": [{"role": "user", "content": None}]})),  # noqa: E501
-        (c("content_empty.parquet", "empty_content", 2, "bad-1", "messages[1].content", 1, 3), _canonical({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""}]})),  # noqa: E501
-        (c("content_whitespace.parquet", "empty_content", 2, "bad-1", "messages[0].content", 1, 3), _canonical({"messages": [{"role": "user", "content": " \n\t "}]})),  # noqa: E501
-        (c("content_nul.parquet", "invalid_text", 2, "bad-1", "messages[0].content", 1, 3), _canonical({"messages": [{"role": "user", "content": "a\x00b"}]})),  # noqa: E501
-        (c("content_lone_surrogate.parquet", "invalid_text", 2, "bad-1", "messages[0].content", 1, 3), _canonical({"messages": [{"role": "user", "content": b"half \xed\xa0\x80 pair"}]})),  # noqa: E501
-        (c("content_bad_utf8.parquet", "invalid_text", 2, "bad-1", "messages[0].content", 1, 3), _canonical({"messages": [{"role": "user", "content": b"\xff\xfe"}]})),  # noqa: E501
+        (c("role_tool.parquet", "unknown_role", 2, "bad-1", "messages[1].role", 1, 3, repair="tool_as_context"), _canonical({"messages": [{"role": "user", "content": "hi"}, {"role": "tool", "content": "{}"}]})),  # noqa: E501
+        (c("role_capitalised_space.parquet", "unknown_role", 2, "bad-1", "messages[0].role", 1, 3, repair="role_case"), _canonical({"messages": [{"role": "User ", "content": "hi"}]})),  # noqa: E501
+        (c("role_null.parquet", "unknown_role", 2, "bad-1", "messages[0].role", 1, 3, tolerant_error_kind="no_user_turn", tolerant_field="messages"), _canonical({"messages": [{"role": None, "content": "hi"}]})),  # noqa: E501
+        (c("message_null.parquet", "unknown_role", 2, "bad-1", "messages[1].role", 1, 3, repair="null_message_dropped"), _canonical({"messages": [{"role": "user", "content": "hi"}, None]})),  # noqa: E501
+        (c("no_user_turn.parquet", "no_user_turn", 2, "bad-1", "messages", 1, 3, tolerant_reads=True), _canonical({"messages": [{"role": "system", "content": "Be nice."}, {"role": "assistant", "content": "Hello!"}]})),  # noqa: E501
+        (c("content_null.parquet", "empty_content", 2, "bad-1", "messages[0].content", 1, 3, tolerant_error_kind="empty_content", tolerant_field="messages"), _canonical({"messages": [{"role": "user", "content": None}]})),  # noqa: E501
+        (c("content_empty.parquet", "empty_content", 2, "bad-1", "messages[1].content", 1, 3, repair="empty_message_dropped"), _canonical({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""}]})),  # noqa: E501
+        (c("content_whitespace.parquet", "empty_content", 2, "bad-1", "messages[0].content", 1, 3, tolerant_error_kind="empty_content", tolerant_field="messages"), _canonical({"messages": [{"role": "user", "content": " \n\t "}]})),  # noqa: E501
+        (c("content_nul.parquet", "invalid_text", 2, "bad-1", "messages[0].content", 1, 3, repair="control_characters_removed"), _canonical({"messages": [{"role": "user", "content": "a\x00b"}]})),  # noqa: E501
+        (c("content_lone_surrogate.parquet", "invalid_text", 2, "bad-1", "messages[0].content", 1, 3, repair="invalid_utf8_replaced"), _canonical({"messages": [{"role": "user", "content": b"half \xed\xa0\x80 pair"}]})),  # noqa: E501
+        (c("content_bad_utf8.parquet", "invalid_text", 2, "bad-1", "messages[0].content", 1, 3, repair="invalid_utf8_replaced"), _canonical({"messages": [{"role": "user", "content": b"\xff\xfe"}]})),  # noqa: E501
         (c("bad_first_row.parquet", "missing_conversation_id", 2, None, "conversation_id", 0, 3), _canonical({"conversation_id": None}, position=0)),  # noqa: E501
         # --- whole-file problems ---
         (c("no_tenant_column.parquet", "missing_column", 0, None, "tenant_id", None, 3), _canonical({}).drop_columns(["tenant_id"])),  # noqa: E501
@@ -193,10 +210,10 @@ def _cases() -> list[tuple[MalformedCase, Callable[[Path], None] | pa.Table]]:
         (c("turn_tenant_null.parquet", "missing_tenant_id", 1, "bad-t", "tenant_id", 2, 4), _turns(_good_turns() + _bad_turns((0, "user", "hi"), (1, "assistant", "yo", None)))),  # noqa: E501
         (c("turn_created_null.parquet", "invalid_created_at", 1, "bad-t", "created_at", 2, 4), _turns(_good_turns() + _bad_turns((0, "user", "hi"), (1, "assistant", "yo", "globex", None)))),  # noqa: E501
         (c("turn_id_null.parquet", "missing_conversation_id", 1, None, "conversation_id", 2, 3), _turns([*_good_turns(), (None, "globex", _T0, 0, "user", "hi")])),  # noqa: E501
-        (c("turn_role_upper.parquet", "unknown_role", 1, "bad-t", "role", 2, 4), _turns(_good_turns() + _bad_turns((0, "USER", "hi"), (1, "assistant", "yo")))),  # noqa: E501
-        (c("turn_no_user.parquet", "no_user_turn", 1, "bad-t", "messages", 2, 3), _turns(_good_turns() + _bad_turns((0, "assistant", "yo")))),  # noqa: E501
-        (c("turn_content_whitespace.parquet", "empty_content", 1, "bad-t", "content", 2, 4), _turns(_good_turns() + _bad_turns((0, "user", "hi"), (1, "assistant", "   ")))),  # noqa: E501
-        (c("turn_content_nul.parquet", "invalid_text", 1, "bad-t", "content", 2, 3), _turns(_good_turns() + _bad_turns((0, "user", "\x00")))),  # noqa: E501
+        (c("turn_role_upper.parquet", "unknown_role", 1, "bad-t", "role", 2, 4, repair="role_case"), _turns(_good_turns() + _bad_turns((0, "USER", "hi"), (1, "assistant", "yo")))),  # noqa: E501
+        (c("turn_no_user.parquet", "no_user_turn", 1, "bad-t", "messages", 2, 3, tolerant_reads=True), _turns(_good_turns() + _bad_turns((0, "assistant", "yo")))),  # noqa: E501
+        (c("turn_content_whitespace.parquet", "empty_content", 1, "bad-t", "content", 2, 4, repair="empty_message_dropped"), _turns(_good_turns() + _bad_turns((0, "user", "hi"), (1, "assistant", "   ")))),  # noqa: E501
+        (c("turn_content_nul.parquet", "invalid_text", 1, "bad-t", "content", 2, 3, tolerant_error_kind="empty_content", tolerant_field="messages"), _turns(_good_turns() + _bad_turns((0, "user", "\x00")))),  # noqa: E501
         (c("turn_no_turn_index_column.parquet", "missing_column", 0, None, "turn_index", None, 2), _turns(_good_turns()).drop_columns(["turn_index"])),  # noqa: E501
         (c("turn_index_string.parquet", "wrong_column_type", 0, None, "turn_index", None, 2), _turns(_good_turns(), turn_index=pa.array(["0", "1"]))),  # noqa: E501
     ]

@@ -80,3 +80,24 @@ def test_date_accepts_today_and_yesterday_in_utc():
     assert _date("2024-02-29") == "2024-02-29"
     with pytest.raises(argparse.ArgumentTypeError, match="not a calendar day"):
         _date("2025-02-29")
+
+
+def test_input_options_parse():
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipelines.options import ModerationOptions
+
+    argv = ["--strict-input", "--column-map", "conversation_id=id", "--column_map", "tenant_id=org"]
+    assert reject_unknown_args(argv) is None
+    options = PipelineOptions(argv).view_as(ModerationOptions)
+    assert options.strict_input is True
+    assert options.column_map == ["conversation_id=id", "tenant_id=org"]
+    assert PipelineOptions([]).view_as(ModerationOptions).strict_input is False
+
+
+def test_a_malformed_column_map_fails_before_anything_is_written(tmp_path):
+    out = tmp_path / "out"
+    argv = ["--input", str(tmp_path), "--output", str(out), "--engine", "fake", "--column-map", "tenant=org"]
+    with pytest.raises(ValueError, match="'tenant' is not one of"):
+        run(argv)
+    assert not out.exists()

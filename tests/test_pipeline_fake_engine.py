@@ -64,8 +64,9 @@ def sample_rows() -> int:
     return sum(pq.ParquetFile(path).metadata.num_rows for path in SAMPLES.glob("*.parquet"))
 
 
-def conversations_in(paths) -> list[Conversation]:
-    return [c for p in paths for c in read_conversations_from_file(str(p)) if isinstance(c, Conversation)]
+def conversations_in(paths, strict: bool = False) -> list[Conversation]:
+    items = (c for p in paths for c in read_conversations_from_file(str(p), strict=strict))
+    return [c for c in items if isinstance(c, Conversation)]
 
 
 def assert_books_balance(manifest: dict) -> None:
@@ -285,10 +286,12 @@ def test_fake_engine_engine_failure_dead_letters_only_that_conversation(crafted_
     assert manifest["per_tenant"]["globex"]["verdicts_written"] == 13
 
 
-@pytest.mark.parametrize("dedup", ["worker", "shuffle"])
-def test_fake_engine_malformed_corpus_end_to_end(tmp_path, dedup):
+@pytest.mark.parametrize(("dedup", "strict"), [("worker", False), ("shuffle", False), ("worker", True)])
+def test_fake_engine_malformed_corpus_end_to_end(tmp_path, dedup, strict):
     cases = write_malformed_corpus(tmp_path / "in")
-    manifest = moderate(tmp_path / "out", "--dedup", dedup, inputs=[tmp_path / "in"])
+    cases = cases if strict else [case.tolerant() for case in cases]
+    extra = ["--strict-input"] if strict else []
+    manifest = moderate(tmp_path / "out", "--dedup", dedup, *extra, inputs=[tmp_path / "in"])
     written = read_manifest(tmp_path / "out", "run-1")
     assert manifest.status == "succeeded"
     assert_books_balance(written)
@@ -301,7 +304,7 @@ def test_fake_engine_malformed_corpus_end_to_end(tmp_path, dedup):
             assert (case.file_name, case.error_kind) in seen, case
     assert {c.error_kind for c in cases if c.error_kind} <= {e["error_kind"] for e in errors}
 
-    good = conversations_in(sorted((tmp_path / "in").glob("*.parquet")))
+    good = conversations_in(sorted((tmp_path / "in").glob("*.parquet")), strict)
     per_file = Counter(Path(c.source_file).name for c in good)
     for case in cases:
         assert per_file.get(case.file_name, 0) == case.good_conversations, case
@@ -314,6 +317,12 @@ def test_fake_engine_malformed_corpus_end_to_end(tmp_path, dedup):
     duplicates = [e for e in errors if e["error_kind"] == "duplicate_conversation_id"]
     assert len(duplicates) == len(good) - len(kept)
     assert written["totals"]["verdicts_written"] == len(verdicts)
+    repaired = {r["conversation_id"]: r["input_repairs"] for r in verdicts if r["input_repairs"]}
+    if strict:
+        assert repaired == {} and written["input_repairs"] == {}
+    else:  # the first file's repaired bad-1 is judged, its copies in other files are duplicates
+        kinds = {entry.split(":")[0] for entries in repaired.values() for entry in entries}
+        assert kinds and set(written["input_repairs"]) == kinds
 
 
 def test_fake_engine_path_unsafe_tenant_stays_inside_output(crafted_run):

@@ -448,3 +448,27 @@ def test_cli_render_is_the_jobs_unit_not_the_whole_conversation(tmp_path: Path) 
     assert "[1 earlier turn(s) omitted]" in block  # fitted into the policy's context budget like the job does
     response = run_cli("render", "--tenant", "globex", "--conversation", str(conversation), "--level", "response")
     assert "Agent: Click" in response.stdout.split("<BEGIN CONVERSATION>")[1]
+
+
+def test_cli_render_normalises_an_agent_log_as_the_job_does(tmp_path: Path) -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "search", "arguments": '{"q": "locks"}'}}
+    messages = [
+        {"role": "Human", "content": [{"type": "text", "text": "How do I pick a lock?"}]},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "content": "a lock-picking guide", "name": "search"},
+        {"role": "assistant", "content": "Here is how."},
+        {"role": "user", "content": "  "},
+    ]
+    conversation = write(tmp_path, "agent.json", json.dumps(messages))
+    result = run_cli("render", "--tenant", "globex", "--conversation", str(conversation), "--level", "response")
+    assert result.returncode == 0, result.stderr
+    block = result.stdout.split("<BEGIN CONVERSATION>")[1].split("<END CONVERSATION>")[0]
+    lines = [line for line in block.splitlines() if line]
+    assert lines == [
+        "User: How do I pick a lock?",
+        'Tool call: search({"q": "locks"})',
+        "Tool: [search] a lock-picking guide",
+        "Agent: Here is how.",
+    ]
+    assert "input repair: role_alias: 'Human' → user (turn 0)" in result.stderr
+    assert "input repair: empty_message_dropped: turn 4" in result.stderr

@@ -126,10 +126,14 @@ def test_corpus_covers_every_read_error_kind(tmp_path: Path) -> None:
     assert {c.error_kind for c in cases} - {None} == set(ERROR_KINDS) - {"duplicate_conversation_id"}
 
 
+@pytest.mark.parametrize("strict", [True, False], ids=["strict", "tolerant"])
 @pytest.mark.parametrize("case", malformed_cases(), ids=lambda case: case.file_name)
-def test_malformed_case(case: MalformedCase, corpus_dir: Path) -> None:
+def test_malformed_case(case: MalformedCase, strict: bool, corpus_dir: Path) -> None:
     path = corpus_dir / case.file_name
-    read, dead = _read(path)
+    original, case = case, case if strict else case.tolerant()
+    items = list(read_conversations_from_file(str(path), strict=strict))
+    read = [i for i in items if isinstance(i, Conversation)]
+    dead = [i for i in items if isinstance(i, DeadLetter)]
     assert len(read) == case.good_conversations
     if case.error_kind is None:
         assert dead == []
@@ -151,6 +155,13 @@ def test_malformed_case(case: MalformedCase, corpus_dir: Path) -> None:
         assert _accounted_rows(read, dead) == case.rows
     if case.error_kind is not None:
         assert all(c.conversation_id.startswith("good") for c in read)
+    if not strict and (original.repair or original.tolerant_reads):
+        (repaired,) = [c for c in read if c.conversation_id == original.bad_conversation_id]
+        kinds = {entry.split(":")[0] for entry in repaired.input_repairs}
+        assert kinds == ({original.repair} if original.repair else set())
+        assert all(not c.input_repairs for c in read if c is not repaired)
+    if strict:
+        assert all(not c.input_repairs for c in read)
 
 
 # --- timestamps --------------------------------------------------------------------------------------------
@@ -324,3 +335,41 @@ def test_read_conversations_fails_fast_on_bad_arguments(tmp_path: Path) -> None:
         ReadConversations([str(SAMPLES)], only_date="26/11/2026")
     with pytest.raises(InputError, match="matched no files"), beam.Pipeline(runner=FnApiRunner()) as p:
         _ = p | ReadConversations([str(tmp_path / "*.parquet")])
+
+
+# --- content parts in files --------------------------------------------------------------------------------------
+
+
+def test_content_parts_are_read_in_both_layouts_even_with_invalid_utf8(tmp_path: Path) -> None:
+    part = pa.struct([("type", pa.binary()), ("text", pa.binary())])
+    parts = pa.array([[{"type": b"text", "text": b"bad \xff"}, {"type": b"image_url", "text": None}]], pa.list_(part))
+    parts = parts.view(pa.list_(pa.struct([("type", pa.string()), ("text", pa.string())])))
+    messages = pa.StructArray.from_arrays([pa.array(["user"]), parts], names=["role", "content"])
+    canonical = pa.table(
+        {
+            "conversation_id": ["p1"],
+            "tenant_id": ["globex"],
+            "created_at": pa.array([dt.datetime(2026, 11, 26, tzinfo=UTC)], pa.timestamp("us", tz="UTC")),
+            "messages": pa.ListArray.from_arrays(pa.array([0, 1], pa.int32()), messages),
+        }
+    )
+    turns = pa.table(
+        {
+            "conversation_id": ["p2"],
+            "tenant_id": ["globex"],
+            "created_at": ["2026-11-26T00:00:00Z"],
+            "turn_index": [0],
+            "role": ["user"],
+            "content": parts,
+        }
+    )
+    for table in (canonical, turns):
+        path = tmp_path / "parts.parquet"
+        pq.write_table(table, path)
+        (conversation,) = read_conversations_from_file(str(path))
+        assert isinstance(conversation, Conversation), conversation
+        assert [m.content for m in conversation.messages] == ["bad \ufffd\n[image]"]
+        kinds = {entry.split(":")[0] for entry in conversation.input_repairs}
+        assert kinds == {"invalid_utf8_replaced", "non_text_part_placeholder"}
+        (strict,) = read_conversations_from_file(str(path), strict=True)
+        assert isinstance(strict, DeadLetter) and strict.error_kind == "wrong_column_type"

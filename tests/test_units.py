@@ -199,3 +199,21 @@ def test_nothing_to_judge_is_a_dead_letter():
     letter = dead_letter_of(run_dofn(conversation("redteam-labs", CHAT[:2])))
     assert letter.error_kind == "nothing_to_judge" and letter.rows == 1
     assert "security-research" in letter.message
+
+
+def test_units_of_a_normalised_conversation_name_the_turn_as_read_and_carry_its_repairs():
+    messages = (
+        Message("user", "How do I pick a lock?", 0),
+        Message("tool_call", 'search({"q": "lock picking"})', 1),
+        Message("tool", "[search] step-by-step guide", 2),
+        Message("assistant", "Here is how: ...", 3),  # message 4 (empty) was dropped
+        Message("user", "thanks", 5),
+    )
+    repairs = ("tool_call_as_context: turn 1", "tool_as_context: turn 2", "empty_message_dropped: turn 4")
+    convo = Conversation("c-tools", "globex", T0, messages, "logs/f.parquet", 0, 1, input_repairs=repairs)
+    units = make_units(convo, DEFAULT, "rsafe", "m", count_words)
+    assert [(u.unit, u.turn_index) for u in units] == [("response", 3), ("prompt", 5)]
+    response = units[0]
+    assert "Tool: [search] step-by-step guide\n" in response.prompt and "Agent: Here is how" in response.prompt
+    assert all(u.input_repairs == repairs for u in units)
+    assert response.resume_key == stable_key("c-tools", "response", 3, DEFAULT.version, "m", TEMPLATES["rsafe"])

@@ -9,6 +9,8 @@ from apache_beam.metrics import Metrics
 NAMESPACE = "accounting"
 UNKNOWN_TENANT_COUNTER = "conversations_unknown_tenant"
 """Conversations judged under the default policy because their tenant is not listed (counted per tenant)."""
+REPAIR_COUNTER_PREFIX = "repair:"
+"""`repair:<kind>`: conversations that became units with at least one input repair of that kind."""
 
 
 @functools.lru_cache(maxsize=4096)

@@ -242,6 +242,7 @@ def verdict_row(
         "token_budget": judgement.token_budget,
         "truncated_input": unit.truncated_input,
         "context_turns_dropped": unit.context_turns_dropped,
+        "input_repairs": list(unit.input_repairs),
         "deduplicated": deduplicated,
         "from_cache": from_cache,
         "model": context.model,

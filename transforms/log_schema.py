@@ -12,17 +12,21 @@ turn-per-row; otherwise it is treated as canonical (and so reported as `missing_
 string, large_string, string_view or binary; `created_at` may be a timestamp (tz-naive values are taken as
 UTC, tz-aware ones are converted to UTC) or an ISO 8601 string. A column whose values are all null (Arrow
 type `null`) passes the schema check and is then reported row by row.
+
+Message fields (canonical `messages` structs): `role` and `content`, or ShareGPT's `from` and `value`; optional
+`tool_calls`, `function_call` and `name`. Unless input is strict (`--strict-input`), `content` (and the
+turn-per-row `content` column) may also be a list of content parts, and the turn-per-row layout may have
+`tool_calls` and `name` columns; what the values become is `transforms.normalise`'s business.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from typing import NamedTuple
 
 import pyarrow as pa
 
-from transforms.records import ROLES, Conversation, DeadLetter, Message
+from transforms.normalise import RawMessage
 
 CANONICAL = "canonical"
 TURN_PER_ROW = "turn_per_row"
@@ -46,11 +50,14 @@ ERROR_KINDS: dict[str, str] = {
     "missing_tenant_id": "tenant_id is null, empty or whitespace-only",
     "invalid_created_at": "created_at is null, an unparseable string or out of range",
     "empty_messages": "messages is null or an empty list",
-    "unknown_role": "a role that is not exactly system, user or assistant (case and spaces count), or null",
-    "no_user_turn": "no message has role user",
-    "empty_content": "a message's content is null, empty or whitespace-only",
-    "invalid_text": "a text value is not valid UTF-8 (this includes UTF-8-encoded lone surrogates) or "
-    "contains a NUL character",
+    "unknown_role": "--strict-input: a role that is not exactly system, user or assistant (case and spaces "
+    "count), or null",
+    "no_user_turn": "--strict-input: no message has role user; otherwise: no user or assistant message is "
+    "left after normalisation (only system messages and context lines)",
+    "empty_content": "--strict-input: a message's content is null, empty or whitespace-only; otherwise: every "
+    "message was dropped as null or empty, so nothing is left to judge",
+    "invalid_text": "an id or tenant (with --strict-input: any text value) is not valid UTF-8 (this includes "
+    "UTF-8-encoded lone surrogates) or contains a NUL character",
     "turn_gap": "turn-per-row: a turn_index is null, or a conversation's indexes are not 0..n-1",
     "duplicate_turn_index": "turn-per-row: two rows of one conversation have the same turn_index",
     "tenant_mismatch": "turn-per-row: the rows of one conversation disagree on tenant_id",
@@ -60,7 +67,9 @@ ERROR_KINDS: dict[str, str] = {
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MICROS_PER_UNIT = {"s": 1_000_000, "ms": 1_000, "us": 1}
-_MESSAGE_TYPE = pa.list_(pa.struct([("role", pa.large_binary()), ("content", pa.large_binary())]))
+ROLE_FIELDS: tuple[str, ...] = ("role", "from")  # in a message struct, first found wins (`from`: ShareGPT)
+CONTENT_FIELDS: tuple[str, ...] = ("content", "value")
+OPTIONAL_TURN_COLUMNS: tuple[str, ...] = ("tool_calls", "name")  # turn-per-row, read when present
 
 
 class Invalid(NamedTuple):
@@ -88,7 +97,29 @@ def _is_text(t: pa.DataType) -> bool:
     )
 
 
-def _type_problem(column: str, t: pa.DataType) -> str | None:
+def _is_parts(t: pa.DataType) -> bool:
+    """A list of content parts (structs or strings)."""
+    return (pa.types.is_list(t) or pa.types.is_large_list(t)) and (
+        pa.types.is_struct(t.value_type) or _is_text(t.value_type)
+    )
+
+
+def _messages_problem(t: pa.DataType, strict: bool) -> str | None:
+    expected = "expected list<struct<role: string, content: string>>"
+    if pa.types.is_null(t):
+        return None
+    if not (pa.types.is_list(t) or pa.types.is_large_list(t)) or not pa.types.is_struct(t.value_type):
+        return f"has type {t}, {expected}"
+    fields = {f.name: f.type for f in t.value_type}
+    for names in (ROLE_FIELDS, CONTENT_FIELDS):
+        found = next((n for n in (names[:1] if strict else names) if n in fields), None)
+        usable = found is not None and (_is_text(fields[found]) or (not strict and _is_parts(fields[found])))
+        if not usable:
+            return f"has type {t}, {expected} (bad '{names[0]}')"
+    return None
+
+
+def _type_problem(column: str, t: pa.DataType, strict: bool = False) -> str | None:
     """Why `t` is unusable for `column`, or None when it is fine."""
     if column == "created_at":
         ok = pa.types.is_timestamp(t) or _is_text(t)
@@ -96,26 +127,21 @@ def _type_problem(column: str, t: pa.DataType) -> str | None:
     if column == "turn_index":
         return None if pa.types.is_integer(t) or pa.types.is_null(t) else f"has type {t}, expected integer"
     if column == "messages":
-        if pa.types.is_null(t):
-            return None
-        if not (pa.types.is_list(t) or pa.types.is_large_list(t)) or not pa.types.is_struct(t.value_type):
-            return f"has type {t}, expected list<struct<role: string, content: string>>"
-        fields = {f.name: f.type for f in t.value_type}
-        for name in ("role", "content"):
-            if name not in fields or not _is_text(fields[name]):
-                return f"has type {t}, expected list<struct<role: string, content: string>> (bad '{name}')"
+        return _messages_problem(t, strict)
+    if column == "content" and not strict and _is_parts(t):
         return None
     return None if _is_text(t) else f"has type {t}, expected string"
 
 
-def schema_problem(schema: pa.Schema, layout: str) -> tuple[str, str, str] | None:
-    """The first schema problem for `layout` as (error_kind, column, detail), or None."""
+def schema_problem(schema: pa.Schema, layout: str, strict: bool = False) -> tuple[str, str, str] | None:
+    """The first schema problem for `layout` as (error_kind, column, detail), or None (`strict`: only string
+    content and `role`/`content` message fields, as `--strict-input` wants)."""
     columns = CANONICAL_COLUMNS if layout == CANONICAL else TURN_COLUMNS
     for column in columns:
         if column not in schema.names:
             return "missing_column", column, f"is missing ({layout} layout needs {', '.join(columns)})"
     for column in columns:
-        detail = _type_problem(column, schema.field(column).type)
+        detail = _type_problem(column, schema.field(column).type, strict)
         if detail:
             return "wrong_column_type", column, detail
     return None
@@ -170,131 +196,47 @@ def timestamp_values(array: pa.Array | pa.ChunkedArray) -> list[dt.datetime | In
     return values
 
 
-def message_values(array: pa.Array | pa.ChunkedArray) -> list[list[dict | None] | None]:
-    """The `messages` column as lists of {'role': bytes, 'content': bytes} (or None for a null message)."""
-    return array.cast(_MESSAGE_TYPE).to_pylist()
+def _as_binary(t: pa.DataType) -> pa.DataType:
+    """`t` with every text type in it (nested in lists and structs too) made large_binary."""
+    if _is_text(t) and not pa.types.is_null(t):
+        return pa.large_binary()
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return pa.list_(_as_binary(t.value_type))
+    if pa.types.is_struct(t):
+        return pa.struct([f.with_type(_as_binary(f.type)) for f in t])
+    return t
 
 
-@dataclasses.dataclass
-class Turn:
-    """One message as read, before validation."""
-
-    row: int
-    turn_index: int | None
-    role: str | Invalid | None
-    content: str | Invalid | None
+def raw_values(array: pa.Array | pa.ChunkedArray) -> list:
+    """A column's values as read, text as bytes at any depth (decoded later, strictly or not: Arrow's own
+    decoding would raise on invalid UTF-8)."""
+    return array.cast(_as_binary(array.type)).to_pylist()
 
 
-@dataclasses.dataclass
-class RawConversation:
-    """One conversation's values as read from one canonical row or from its turn rows, before validation."""
+def message_values(array: pa.Array | pa.ChunkedArray) -> list[list[RawMessage] | None]:
+    """The `messages` column as lists of `RawMessage` (None where the list is null)."""
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks() if array.num_chunks else pa.array([], array.type)
+    if pa.types.is_null(array.type):
+        return [None] * len(array)
+    structs = array.values
+    children = dict(zip((f.name for f in structs.type), structs.flatten(), strict=True))
 
-    source_file: str
-    layout: str
-    rows: list[int]  # file rows it came from, ascending
-    conversation_id: str | Invalid | None
-    tenant_ids: list[tuple[int, str | Invalid | None]]  # (row, value), one per row
-    created_ats: list[tuple[int, dt.datetime | Invalid]]
-    turns: list[Turn] | None  # None: messages is null
+    def field(names: tuple[str, ...]) -> list:
+        name = next((n for n in names if n in children), None)
+        return raw_values(children[name]) if name else [None] * len(structs)
 
-
-class _Reject(Exception):
-    def __init__(self, kind: str, row: int, field: str, detail: str, turn_index: int | None = None):
-        super().__init__(detail)
-        self.kind, self.row, self.field, self.detail, self.turn_index = kind, row, field, detail, turn_index
-
-
-def _check_text(value: str | Invalid | None, row: int, field: str, missing_kind: str) -> str:
-    if isinstance(value, Invalid):
-        raise _Reject("invalid_text", row, field, value.reason)
-    if value is None or not value.strip():
-        raise _Reject(missing_kind, row, field, "is null" if value is None else f"is blank ({value!r})")
-    return value
-
-
-def _ordered_turns(raw: RawConversation) -> list[Turn]:
-    """The turns in conversation order, after the turn-per-row index checks."""
-    turns = raw.turns or []
-    if raw.layout == CANONICAL:
-        return turns
-    seen: dict[int, int] = {}
-    for turn in turns:
-        if turn.turn_index is None:
-            raise _Reject("turn_gap", turn.row, "turn_index", "is null")
-        if turn.turn_index in seen:
-            detail = f"{turn.turn_index} is also used by row {seen[turn.turn_index]}"
-            raise _Reject("duplicate_turn_index", turn.row, "turn_index", detail, turn.turn_index)
-        seen[turn.turn_index] = turn.row
-    ordered = sorted(turns, key=lambda t: t.turn_index)
-    for expected, turn in enumerate(ordered):
-        if turn.turn_index != expected:
-            detail = f"is {turn.turn_index} but turn {expected} is missing (indexes must be 0..{len(turns) - 1})"
-            raise _Reject("turn_gap", turn.row, "turn_index", detail, turn.turn_index)
-    return ordered
-
-
-def _checked(raw: RawConversation) -> Conversation:
-    first_row = raw.rows[0]
-    conversation_id = _check_text(raw.conversation_id, first_row, "conversation_id", "missing_conversation_id")
-    tenants = [(row, _check_text(v, row, "tenant_id", "missing_tenant_id")) for row, v in raw.tenant_ids]
-    tenant_id = tenants[0][1]
-    for row, other in tenants[1:]:
-        if other != tenant_id:
-            detail = f"is {other!r} but row {tenants[0][0]} has {tenant_id!r}"
-            raise _Reject("tenant_mismatch", row, "tenant_id", detail)
-    for row, value in raw.created_ats:
-        if isinstance(value, Invalid):
-            raise _Reject("invalid_created_at", row, "created_at", value.reason)
-    if not raw.turns:
-        raise _Reject("empty_messages", first_row, "messages", "is null" if raw.turns is None else "is empty")
-    messages: list[Message] = []
-    for index, turn in enumerate(_ordered_turns(raw)):
-        prefix = f"messages[{index}]." if raw.layout == CANONICAL else ""
-        if isinstance(turn.role, Invalid) or turn.role not in ROLES:
-            shown = turn.role.reason if isinstance(turn.role, Invalid) else repr(turn.role)
-            shown = "null" if turn.role is None else shown
-            detail = f"is {shown}, expected one of {', '.join(ROLES)}"
-            raise _Reject("unknown_role", turn.row, prefix + "role", detail, index)
-        try:
-            content = _check_text(turn.content, turn.row, prefix + "content", "empty_content")
-        except _Reject as reject:
-            reject.turn_index = index
-            raise
-        messages.append(Message(role=turn.role, content=content))
-    if not any(m.role == "user" for m in messages):
-        roles = ", ".join(m.role for m in messages)
-        raise _Reject("no_user_turn", first_row, "messages", f"has no user message (roles: {roles})")
-    return Conversation(
-        conversation_id=conversation_id,
-        tenant_id=tenant_id,
-        created_at=min(value for _, value in raw.created_ats),
-        messages=tuple(messages),
-        source_file=raw.source_file,
-        source_row=first_row,
-        source_rows=len(raw.rows),
-    )
-
-
-def validate_conversation(raw: RawConversation) -> Conversation | DeadLetter:
-    """A `Conversation`, or a `DeadLetter` (stage "validate") for the first problem found.
-
-    Checks run in this order: conversation_id, tenant_id (then tenant_mismatch), created_at, messages
-    (empty), turn indexes (turn-per-row), each message's role then content, and finally no_user_turn.
-    """
-    try:
-        return _checked(raw)
-    except _Reject as reject:
-        cid = raw.conversation_id if isinstance(raw.conversation_id, str) and raw.conversation_id.strip() else None
-        tenant = next((v for _, v in raw.tenant_ids if isinstance(v, str) and v.strip()), None)
-        about = f" (conversation {cid!r})" if cid else ""
-        return DeadLetter(
-            stage="validate",
-            error_kind=reject.kind,
-            message=f"{raw.source_file}: row {reject.row}{about}: field '{reject.field}' {reject.detail}",
-            source_file=raw.source_file,
-            conversation_id=cid,
-            tenant_id=tenant,
-            row=raw.rows[0],
-            rows=len(raw.rows),
-            turn_index=reject.turn_index,
-        )
+    roles, contents = field(ROLE_FIELDS), field(CONTENT_FIELDS)
+    calls, legacy, names = field(("tool_calls",)), field(("function_call",)), field(("name",))
+    nulls = structs.is_null().to_pylist()
+    offsets = array.offsets.to_pylist()
+    valid = array.is_valid().to_pylist()
+    return [
+        [
+            RawMessage(roles[j], contents[j], calls[j] or legacy[j], names[j], nulls[j])
+            for j in range(offsets[i], offsets[i + 1])
+        ]
+        if valid[i]
+        else None
+        for i in range(len(array))
+    ]

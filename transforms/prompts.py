@@ -7,7 +7,9 @@ Two templates:
 
 Content never breaks the template: `neutralize_content` defuses the template's own delimiters (`<think>`,
 `</think>`, `<BEGIN …>`/`<END …>` lines, `\\boxed`, line-leading `User:`/`Agent:` speaker tags) inside messages.
-System messages are operator configuration, not conversation content, and are left out of the block.
+System messages are operator configuration, not conversation content, and are left out of the block. Context
+messages (`tool` output, an assistant's `tool_call`, a message of an `other` role; see `transforms.normalise`)
+are lines of their own (`Tool: …`, `Tool call: …`, `Other: …`), never `User:`/`Agent:` turns.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
 TEMPLATES: dict[str, str] = {"rsafe": "rsafe-v1", "rsafe-categories": "rsafe-categories-v1"}
 """Template name → template_version recorded with every verdict (bump the version when the wording changes)."""
 
-SPEAKERS = {"user": "User", "assistant": "Agent"}
+SPEAKERS = {"user": "User", "assistant": "Agent", "tool": "Tool", "tool_call": "Tool call", "other": "Other"}
 
 _PROMPT_ROLE = (
     "You are a policy expert trying to help determine whether a user prompt is in violation of the "
@@ -52,7 +54,7 @@ _CATEGORIES_ASK = (
 # Delimiters of the template that content must not be able to produce.
 _TAG = re.compile(r"<(\s*/?\s*(?:think|begin|end)\b[^<>\n]*)>", re.IGNORECASE)
 _BOXED = re.compile(r"\\+\s*boxed", re.IGNORECASE)
-_SPEAKER_TAG = re.compile(r"(?im)^(\s*)(user|agent|assistant|system)(\s*):")
+_SPEAKER_TAG = re.compile(r"(?im)^(\s*)(user|agent|assistant|system|tool(?:\s+call)?|other)(\s*):")
 # Chat-template special tokens (`<|im_end|>`, `<|im_start|>`, `<|eot_id|>` …): the engine tokenises the chat-
 # templated text with special tokens parsed, so content spelling one would end the user turn and fake a reply.
 _SPECIAL_TOKEN = re.compile(r"<\|([^<>\n]*?)\|>")
@@ -63,6 +65,7 @@ _BRACKET_MARKER = re.compile(r"\[(\s*/?\s*(?:INST|SYS|AVAILABLE_TOOLS|TOOL_CALLS
 _SYS_MARKER = re.compile(r"<<(\s*/?\s*SYS\s*)>>", re.IGNORECASE)
 _FULLWIDTH_MARKER = re.compile(r"<｜([^<>\n]*?)｜>")
 _OMITTED = "[… {n} characters omitted …]"
+_CONTEXT_ROLES = ("tool", "tool_call", "other")  # shortened before the user's and agent's turns
 
 
 def template_version(template: str) -> str:
@@ -115,7 +118,7 @@ def _category_lines(policy: ResolvedPolicy) -> tuple[str, ...]:
 
 
 def render_turn(message: Message) -> str:
-    """A conversation line: `User: …` or `Agent: …`, content neutralised."""
+    """A conversation line: `User: …`, `Agent: …` or a context line (`Tool: …`), content neutralised."""
     return f"{SPEAKERS[message.role]}: {neutralize_content(message.content)}"
 
 
@@ -165,11 +168,15 @@ def fit_conversation(
     """Fit the turns up to the judged one (the last of `messages`) into `budget_tokens`.
 
     Oldest turns go first (a marker line says how many); the turns that must stay (the judged one and, at
-    response level, the user turn it answers) are then shortened in the middle, context before the judged
-    turn; cutting the judged turn is reported as `judged_turn_cut`.
+    response level, the user turn it answers and the tool lines between them) are then shortened in the
+    middle: tool and other context lines first (longest first), then the turns in order, the judged one
+    last; cutting the judged turn is reported as `judged_turn_cut`.
     """
     turns = [m for m in messages if m.role != "system"]
-    keep = 2 if level == "response" and len(turns) >= 2 else 1
+    keep = 1
+    if level == "response":
+        users = [i for i, m in enumerate(turns[:-1]) if m.role == "user"]
+        keep = len(turns) - users[-1] if users else min(2, len(turns))
     lines = [render_turn(m) for m in turns]
 
     def total(candidate: Sequence[str]) -> int:
@@ -180,7 +187,10 @@ def fit_conversation(
         lines.pop(0)
         dropped += 1
     judged_cut = False
-    for index in range(len(lines)):  # context turn first, the judged turn last
+    roles = [m.role for m in turns[dropped:]]
+    order = sorted((i for i, r in enumerate(roles[:-1]) if r in _CONTEXT_ROLES), key=lambda i: -len(lines[i]))
+    order += [i for i in range(len(lines)) if i not in order]
+    for index in order:
         if total(_with_marker(lines, dropped)) <= budget_tokens:
             break
         lines[index] = _shorten_to_fit(lines, index, dropped, budget_tokens, total)

@@ -1,6 +1,8 @@
 """Reading conversation logs from Parquet into validated `Conversation`s, with dead letters for bad input.
 
-Layouts, schema rules and the error_kind codes are in `transforms.log_schema` (`ERROR_KINDS`).
+Layouts, schema rules and the error_kind codes are in `transforms.log_schema` (`ERROR_KINDS`); per-conversation
+checks in `transforms.validate_logs`, message normalisation in `transforms.normalise`, `--column-map` in
+`transforms.column_map`.
 
 Row accounting: every row of a readable file ends up in exactly one `Conversation` (which accounts for
 `source_rows` rows: 1 in the canonical layout, one per turn, i.e. `len(messages)`, in the turn-per-row
@@ -23,24 +25,21 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import PBegin, PCollection, TaggedOutput
 
+from transforms.column_map import mapped_schema, shown_column, source_column
 from transforms.conversation_ids import KeepFirstSeenDoFn, keep_first
+from transforms.file_splits import SPLIT_ROWS, FileSplit, plan_splits
+from transforms.log_rows import canonical_batch, turn_conversations
 from transforms.log_schema import (
     CANONICAL,
     CANONICAL_COLUMNS,
+    OPTIONAL_TURN_COLUMNS,
     TURN_COLUMNS,
     TURN_PER_ROW,
-    Invalid,
-    RawConversation,
-    Turn,
-    decode_text,
     detect_layout,
-    message_values,
     schema_problem,
-    text_values,
-    timestamp_values,
-    validate_conversation,
 )
 from transforms.records import DEAD_LETTER, Conversation, DeadLetter
+from transforms.validate_logs import RawConversation, validate_conversation
 
 OpenFile = Callable[[str], IO[bytes]]
 
@@ -87,6 +86,12 @@ def count_rows_in_file(path: str, open_file: OpenFile | None = None) -> int:
         return pq.ParquetFile(f).metadata.num_rows
 
 
+def read_file_schema(path: str, open_file: OpenFile | None = None) -> pa.Schema:
+    """The Arrow schema in a Parquet file's footer; raises (pyarrow's error) if the file is not Parquet."""
+    with (open_file or _open_with_beam)(path) as f:
+        return pq.ParquetFile(f).schema_arrow
+
+
 def _one_line(exc: BaseException) -> str:
     """An exception's text on one printable line (pyarrow's messages can hold newlines and raw bytes)."""
     text = " ".join(str(exc).split())
@@ -98,76 +103,57 @@ def _file_dead_letter(path: str, kind: str, rows: int, detail: str) -> DeadLette
     return DeadLetter(stage=stage, error_kind=kind, message=f"{path}: {detail}", source_file=path, rows=rows)
 
 
-def _canonical_batch(batch: pa.RecordBatch, path: str, first_row: int) -> Iterator[RawConversation]:
-    ids = text_values(batch.column("conversation_id"))
-    tenants = text_values(batch.column("tenant_id"))
-    created = timestamp_values(batch.column("created_at"))
-    messages = message_values(batch.column("messages"))
-    for i in range(batch.num_rows):
-        row = first_row + i
-        turns = None
-        if messages[i] is not None:
-            turns = [
-                Turn(row, index, decode_text(m["role"]), decode_text(m["content"]))
-                if m is not None
-                else Turn(row, index, Invalid("null (the whole message is null)"), None)
-                for index, m in enumerate(messages[i])
-            ]
-        yield RawConversation(path, CANONICAL, [row], ids[i], [(row, tenants[i])], [(row, created[i])], turns)
-
-
-def _turn_conversations(table: pa.Table, path: str) -> Iterator[RawConversation]:
-    """The turn rows grouped by conversation_id, in order of each conversation's first row."""
-    ids = text_values(table.column("conversation_id"))
-    tenants = text_values(table.column("tenant_id"))
-    created = timestamp_values(table.column("created_at"))
-    turn_indexes = table.column("turn_index").cast(pa.int64()).to_pylist()
-    roles = text_values(table.column("role"))
-    contents = text_values(table.column("content"))
-    groups: dict[object, list[int]] = {}
-    for row, cid in enumerate(ids):
-        groupable = isinstance(cid, str) and cid.strip()
-        groups.setdefault(cid if groupable else ("ungroupable row", row), []).append(row)
-    for rows in groups.values():
-        yield RawConversation(
-            source_file=path,
-            layout=TURN_PER_ROW,
-            rows=rows,
-            conversation_id=ids[rows[0]],
-            tenant_ids=[(r, tenants[r]) for r in rows],
-            created_ats=[(r, created[r]) for r in rows],
-            turns=[Turn(r, turn_indexes[r], roles[r], contents[r]) for r in rows],
-        )
-
-
-def _canonical_chunks(parquet: pq.ParquetFile, path: str) -> Iterator[tuple[int, list[RawConversation]]]:
-    """(rows read, conversations) per batch of `BATCH_ROWS` rows."""
-    first_row = 0
-    for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=list(CANONICAL_COLUMNS)):
-        yield batch.num_rows, list(_canonical_batch(batch, path, first_row))
+def _canonical_chunks(
+    parquet: pq.ParquetFile, path: str, names: dict[str, str], first_row: int, groups: range | None
+) -> Iterator[tuple[int, list[RawConversation]]]:
+    """(rows read, conversations) per batch of `BATCH_ROWS` rows (of the row groups `groups`, None: all)."""
+    for batch in parquet.iter_batches(batch_size=BATCH_ROWS, row_groups=groups, columns=list(names.values())):
+        yield batch.num_rows, list(canonical_batch(batch, path, first_row, names))
         first_row += batch.num_rows
 
 
-def _turn_chunks(parquet: pq.ParquetFile, path: str) -> Iterator[tuple[int, list[RawConversation]]]:
+def _turn_chunks(
+    parquet: pq.ParquetFile, path: str, names: dict[str, str]
+) -> Iterator[tuple[int, list[RawConversation]]]:
     """The whole file as one chunk: grouping turns by conversation needs every row."""
-    table = parquet.read(columns=list(TURN_COLUMNS))
-    yield table.num_rows, list(_turn_conversations(table, path))
+    table = parquet.read(columns=list(names.values()))
+    yield table.num_rows, list(turn_conversations(table, path, names))
 
 
-def _read_parquet(f: IO[bytes], path: str) -> Iterator[Conversation | DeadLetter]:
+def _read_parquet(
+    f: IO[bytes],
+    path: str,
+    strict: bool = False,
+    column_map: dict[str, str] | None = None,
+    row_groups: tuple[int, int] | None = None,
+) -> Iterator[Conversation | DeadLetter]:
+    column_map = column_map or {}
     try:
         parquet = pq.ParquetFile(f)
-        total, schema = parquet.metadata.num_rows, parquet.schema_arrow
+        total, schema = parquet.metadata.num_rows, mapped_schema(parquet.schema_arrow, column_map)
+        offset, groups = 0, None  # rows before the split, its row groups (None: the whole file)
+        if row_groups is not None:
+            groups = range(*row_groups)
+            sizes = [parquet.metadata.row_group(i).num_rows for i in range(row_groups[1])]
+            offset, total = sum(sizes[: row_groups[0]]), sum(sizes[row_groups[0] :])
     except _PARQUET_ERRORS as exc:
         yield _file_dead_letter(path, "unreadable_file", 0, f"not a readable Parquet file: {_one_line(exc)}")
         return
     layout = detect_layout(schema)
-    problem = schema_problem(schema, layout)
+    problem = schema_problem(schema, layout, strict)
     if problem:
         kind, column, detail = problem
-        yield _file_dead_letter(path, kind, total, f"all {total} rows: column '{column}' {detail}")
+        shown = shown_column(column, column_map)
+        yield _file_dead_letter(path, kind, total, f"all {total} rows: column '{shown}' {detail}")
         return
-    chunks = _canonical_chunks(parquet, path) if layout == CANONICAL else _turn_chunks(parquet, path)
+    needed = CANONICAL_COLUMNS if layout == CANONICAL else TURN_COLUMNS
+    if layout == TURN_PER_ROW and not strict:
+        needed += tuple(c for c in OPTIONAL_TURN_COLUMNS if c in schema.names)
+    names = {name: source_column(name, column_map) for name in needed}  # job's name → the file's column
+    if layout == CANONICAL:
+        chunks = _canonical_chunks(parquet, path, names, offset, groups)
+    else:
+        chunks = _turn_chunks(parquet, path, names)
     done = 0
     while True:
         try:  # only reading and decoding are guarded: a validation bug must not pass for a corrupt file
@@ -176,40 +162,54 @@ def _read_parquet(f: IO[bytes], path: str) -> Iterator[Conversation | DeadLetter
                 return
             rows, raws = chunk
         except _PARQUET_ERRORS as exc:
-            detail = f"rows {done}..{total - 1} could not be read (corrupt data): {_one_line(exc)}"
+            detail = f"rows {offset + done}..{offset + total - 1} could not be read (corrupt data): {_one_line(exc)}"
             yield _file_dead_letter(path, "unreadable_file", total - done, detail)
             return
         for raw in raws:
-            yield validate_conversation(raw)
+            yield validate_conversation(raw, strict)
         done += rows
 
 
-def read_conversations_from_file(path: str, open_file: OpenFile | None = None) -> Iterator[Conversation | DeadLetter]:
-    """Each conversation of one Parquet log file, validated: a `Conversation` or a `DeadLetter`.
+def read_conversations_from_file(
+    path: str,
+    open_file: OpenFile | None = None,
+    strict: bool = False,
+    column_map: dict[str, str] | None = None,
+    row_groups: tuple[int, int] | None = None,
+) -> Iterator[Conversation | DeadLetter]:
+    """Each conversation of one Parquet log file (or of its row groups [first, end)), validated: a
+    `Conversation` or a `DeadLetter`.
 
     The file is opened with `open_file(path)` (default: Beam's `FileSystems.open`, so gs:// and s3:// work).
     The canonical layout is streamed in batches of `BATCH_ROWS`; the turn-per-row layout is read whole so
     that rows can be grouped by conversation. Errors opening the file propagate (so Beam retries them);
-    errors parsing it become one `unreadable_file` dead letter.
+    errors parsing it become one `unreadable_file` dead letter. `strict` is `--strict-input` (no message
+    normalisation); `column_map` is `--column-map` ({job's column name: the file's column}).
     """
     with (open_file or _open_with_beam)(path) as f:
-        yield from _read_parquet(f, path)
+        yield from _read_parquet(f, path, strict, column_map, row_groups)
 
 
 class _ReadFileFn(beam.DoFn):
-    """path -> Conversation (main), DeadLetter (DEAD_LETTER) or an out-of-date Conversation (SKIPPED)."""
+    """path or `FileSplit` -> Conversation (main), DeadLetter (DEAD_LETTER) or an out-of-date Conversation
+    (SKIPPED)."""
 
-    def __init__(self, only_date: str | None, open_file: OpenFile | None):
+    def __init__(
+        self, only_date: str | None, open_file: OpenFile | None, strict: bool, column_map: dict[str, str] | None
+    ):
         self._only_date = only_date
         self._open_file = open_file
+        self._strict = strict
+        self._column_map = column_map
         self._files = Metrics.counter("read_logs", "files")
         self._conversations = Metrics.counter("read_logs", "conversations")
         self._dead_letters = Metrics.counter("read_logs", "dead_letters")
         self._skipped = Metrics.counter("read_logs", "skipped_other_date")
 
-    def process(self, path: str) -> Iterator[Conversation | TaggedOutput]:
+    def process(self, split: str | FileSplit) -> Iterator[Conversation | TaggedOutput]:
         self._files.inc()
-        for item in read_conversations_from_file(path, self._open_file):
+        path, groups = (split, None) if isinstance(split, str) else (split.path, split.row_groups)
+        for item in read_conversations_from_file(path, self._open_file, self._strict, self._column_map, groups):
             if isinstance(item, DeadLetter):
                 self._dead_letters.inc()
                 yield TaggedOutput(DEAD_LETTER, item)
@@ -240,7 +240,9 @@ class ReadConversations(beam.PTransform):
     With `streaming_run_id` (the `--dedup worker` path) files are read in sorted order without a shuffle and
     ids are checked against an on-disk index of those seen (`KeepFirstSeenDoFn`): nothing holds the input in
     memory, and the copy kept is the same on one worker. Without it, a GroupByKey on the id (exact across
-    workers of a distributed runner).
+    workers of a distributed runner), and a large file is read as several row-group ranges spread over the
+    workers (`transforms.file_splits`, about `split_rows` rows each). `strict_input` and `column_map` are as in
+    `read_conversations_from_file`.
     """
 
     def __init__(
@@ -249,6 +251,9 @@ class ReadConversations(beam.PTransform):
         only_date: str | None = None,
         open_file: OpenFile | None = None,
         streaming_run_id: str | None = None,
+        strict_input: bool = False,
+        column_map: dict[str, str] | None = None,
+        split_rows: int = SPLIT_ROWS,
     ):
         super().__init__()
         if only_date is not None:
@@ -260,19 +265,21 @@ class ReadConversations(beam.PTransform):
         self._only_date = only_date
         self._open_file = open_file
         self._streaming_run_id = streaming_run_id
+        self._strict_input = strict_input
+        self._column_map = dict(column_map or {})
+        self._split_rows = split_rows
 
     def expand(self, pbegin: PBegin) -> dict[str, PCollection]:
         files = match_input_files(self._patterns)
         streaming = self._streaming_run_id is not None
-        read = (
-            pbegin
-            # Streaming: files in sorted order, in the same fused stage as everything downstream (no shuffle).
-            | "ListFiles" >> beam.Create(files, reshuffle=not streaming)
-            | "ReadFiles"
-            >> beam.ParDo(_ReadFileFn(self._only_date, self._open_file)).with_outputs(
-                DEAD_LETTER, SKIPPED, main=CONVERSATIONS
-            )
-        )
+        # Streaming: files in sorted order, in the same fused stage as everything downstream (no shuffle).
+        listed = pbegin | "ListFiles" >> beam.Create(files, reshuffle=not streaming)
+        if not streaming:  # large files as row-group ranges, spread over the workers
+            split = (self._open_file or _open_with_beam, self._split_rows, self._strict_input, self._column_map)
+            listed = listed | "SplitFiles" >> beam.FlatMap(plan_splits, *split) | "SpreadSplits" >> beam.Reshuffle()
+        read = listed | "ReadFiles" >> beam.ParDo(
+            _ReadFileFn(self._only_date, self._open_file, self._strict_input, self._column_map)
+        ).with_outputs(DEAD_LETTER, SKIPPED, main=CONVERSATIONS)
         if streaming:
             unique = read[CONVERSATIONS] | "KeepFirstSeen" >> beam.ParDo(
                 KeepFirstSeenDoFn(self._streaming_run_id)

@@ -19,10 +19,13 @@ DEAD_LETTER = "dead_letter"
 
 @dataclasses.dataclass(frozen=True)
 class Message:
-    """One turn of a conversation."""
+    """One turn of a conversation: `system`, `user`, `assistant`, or a context line (`tool`, `tool_call`,
+    `other`; see `transforms.normalise`). `source_index` is the index of the message it was read from (None:
+    its position in the conversation)."""
 
     role: str
     content: str
+    source_index: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +39,7 @@ class Conversation:
     source_file: str
     source_row: int  # first row of this conversation in its source file
     source_rows: int = 1  # input rows it accounts for: 1 (canonical layout) or one per turn (turn-per-row)
+    input_repairs: tuple[str, ...] = ()  # what normalisation repaired (`transforms.normalise`)
 
     @property
     def date(self) -> str:
@@ -120,3 +124,4 @@ class ModerationUnit:
     allowed_codes: tuple[str, ...] = ()  # the policy's category codes (for parsing listed categories)
     content_key: str = ""
     resume_key: str = ""
+    input_repairs: tuple[str, ...] = ()  # the conversation's normalisation repairs (listed on the verdict row)

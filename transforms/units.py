@@ -9,8 +9,9 @@ from collections.abc import Callable, Iterator
 import apache_beam as beam
 
 from policies import PolicyRegistry, ResolvedPolicy, tenant_id_problem
-from transforms.counters import UNKNOWN_TENANT_COUNTER, count
+from transforms.counters import REPAIR_COUNTER_PREFIX, UNKNOWN_TENANT_COUNTER, count
 from transforms.engine import EngineSpec
+from transforms.normalise import repair_kinds
 from transforms.prompts import fit_conversation, render_from_lines, template_version
 from transforms.records import DEAD_LETTER, Conversation, DeadLetter, Message, ModerationUnit
 
@@ -42,12 +43,19 @@ def make_units(
     model_id: str,
     count_tokens: Callable[[str], int],
 ) -> list[ModerationUnit]:
-    """Every moderation unit of a conversation under its tenant's policy."""
+    """Every moderation unit of a conversation under its tenant's policy.
+
+    A unit's `turn_index` is the judged message's index as read (before normalisation dropped or split any).
+    """
     version = template_version(template)
     date = conversation.date
     units = []
-    for level, index in judged_turns(conversation.messages, policy):
-        fitted = fit_conversation(conversation.messages[: index + 1], level, policy.context_budget_tokens, count_tokens)
+    for level, position in judged_turns(conversation.messages, policy):
+        judged = conversation.messages[position]
+        index = position if judged.source_index is None else judged.source_index
+        fitted = fit_conversation(
+            conversation.messages[: position + 1], level, policy.context_budget_tokens, count_tokens
+        )
         prompt = render_from_lines(policy, fitted.lines, level, template)
         units.append(
             ModerationUnit(
@@ -70,6 +78,7 @@ def make_units(
                 allowed_codes=tuple(c.code for c in policy.categories),
                 content_key=stable_key(prompt, policy.version, model_id, version),
                 resume_key=stable_key(conversation.conversation_id, level, index, policy.version, model_id, version),
+                input_repairs=conversation.input_repairs,
             )
         )
     return units
@@ -114,6 +123,8 @@ class MakeUnitsDoFn(beam.DoFn):
             )
             return
         count("rows_to_units", conversation.tenant_id, conversation.source_rows)
+        for kind in sorted(repair_kinds(conversation.input_repairs)):  # conversations judged with such a repair
+            count(f"{REPAIR_COUNTER_PREFIX}{kind}", conversation.tenant_id)
         yield from units
 
     def _note_unknown_tenant(self, tenant_id: str, policy_id: str) -> None:

@@ -43,6 +43,7 @@ VERDICT_SCHEMA = pa.schema(
         ("token_budget", pa.int32()),
         ("truncated_input", pa.bool_()),
         ("context_turns_dropped", pa.int32()),
+        ("input_repairs", pa.list_(pa.string())),  # what input normalisation repaired (transforms.normalise)
         ("deduplicated", pa.bool_()),
         ("from_cache", pa.bool_()),  # judgement reused from the --verdict-cache store
         ("model", pa.string()),
