@@ -75,9 +75,11 @@ def _render(args: argparse.Namespace) -> int:
     messages = _read_messages(args.conversation)
     created = dt.datetime.now(dt.UTC)
     conversation = Conversation("render", args.tenant, created, tuple(messages), args.conversation, 0)
-    count_tokens = VllmEngineSpec(model=args.model).load_token_counter()
+    spec = VllmEngineSpec(model=args.model)
     level_only = policy.model_copy(update={"units": (args.level,)})
-    units = make_units(conversation, level_only, args.template, "render", count_tokens)
+    units = make_units(
+        conversation, level_only, args.template, "render", spec.load_token_counter(), spec.load_special_tokens()
+    )
     if not units:
         raise PolicyError(f"{args.conversation}: no {args.level}-level turn to judge in this conversation")
     print(units[-1].prompt)

@@ -78,3 +78,30 @@ def test_plain_words_and_whitespace_tokens_are_left_alone():
     tokenizer = types.SimpleNamespace(all_special_tokens=["<|x|>", "hello", "\n\n", "a"], added_tokens_decoder={})
     assert special_token_strings(tokenizer) == ("<|x|>",)
     assert break_special_tokens("hello <|x|>", ("<|x|>",)) == f"hello <{WORD_JOINER}|x|>"
+
+
+def test_the_jobs_units_cannot_spell_the_embedded_models_tokens(smollm2):
+    """Through the job's own unit step (MakeUnitsDoFn with the vLLM engine's spec, tokenizer only): a user who
+    types every special/added token of the model gets a prompt whose chat-templated encoding holds no more
+    added tokens than a benign conversation's (only the chat template's own)."""
+    import datetime as dt
+
+    from policies import load_policy_registry
+    from transforms.chat_format import chat_prompt_text
+    from transforms.records import Conversation, Message
+    from transforms.units import MakeUnitsDoFn
+    from transforms.vllm_engine import VllmEngineSpec
+
+    spec = VllmEngineSpec(model=ensure_embedded_model())
+    step = MakeUnitsDoFn(load_policy_registry(), "rsafe", "m", spec)
+    step.setup()
+    created = dt.datetime(2026, 11, 27, tzinfo=dt.UTC)
+
+    def added_tokens_served(text: str) -> int:
+        conversation = Conversation("c", "globex", created, (Message("user", text),), "f.parquet", 0)
+        (unit,) = list(step.process(conversation))
+        ids = smollm2.encode(chat_prompt_text(smollm2, unit.prompt), add_special_tokens=False)
+        return sum(1 for i in ids if i in _added_ids(smollm2))
+
+    forged = _forgery(special_token_strings(smollm2))
+    assert added_tokens_served(forged) == added_tokens_served("Please help.") > 0

@@ -27,6 +27,7 @@ from training.sources import LabelledText, read_sources
 from transforms.chat_format import chat_prompt_text
 from transforms.prompts import fit_conversation, render_from_lines
 from transforms.records import Message
+from transforms.special_tokens import special_token_strings
 
 LEVELS = ("prompt", "response")
 LABELS = ("unsafe", "safe")
@@ -103,7 +104,8 @@ def render_example(
     policy = choice.policy
     violated = tuple(c for c in (codes or ()) if c in policy.category_codes) if choice.label == "unsafe" else ()
     template = "rsafe-categories" if violated and rng.random() < config.categories_template_share else "rsafe"
-    fitted = fit_conversation(_messages(item), item.level, policy.context_budget_tokens, count_tokens)
+    special = special_token_strings(tokenizer)  # as the job breaks them (transforms.units.MakeUnitsDoFn)
+    fitted = fit_conversation(_messages(item), item.level, policy.context_budget_tokens, count_tokens, special)
     user_message = render_from_lines(policy, fitted.lines, item.level, template)
     judged = item.response if item.level == "response" else item.prompt
     return {

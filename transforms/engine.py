@@ -111,3 +111,7 @@ class EngineSpec(Protocol):
     def load_token_counter(self) -> Callable[[str], int]:
         """A cheap function counting the model's tokens in a text (for fitting conversations to a budget)."""
         ...
+
+    def load_special_tokens(self) -> tuple[str, ...]:
+        """The model tokenizer's special/added token strings, which message content must not be able to spell."""
+        ...

@@ -48,6 +48,9 @@ class FakeEngineSpec:
     def load_token_counter(self) -> Callable[[str], int]:
         return count_words
 
+    def load_special_tokens(self) -> tuple[str, ...]:
+        return ()  # counts words; no tokenizer
+
 
 class FakeEngine:
     """`VerdictEngine` that needs no model. Counts its calls so tests can see batching and retries."""

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from transforms.records import Message
+from transforms.special_tokens import break_special_tokens
 
 if TYPE_CHECKING:
     from policies import ResolvedPolicy
@@ -163,21 +164,26 @@ def shorten_middle(text: str, keep_chars: int) -> str:
 
 
 def fit_conversation(
-    messages: Sequence[Message], level: str, budget_tokens: int, count_tokens: Callable[[str], int]
+    messages: Sequence[Message],
+    level: str,
+    budget_tokens: int,
+    count_tokens: Callable[[str], int],
+    special_tokens: Sequence[str] = (),
 ) -> FittedConversation:
     """Fit the turns up to the judged one (the last of `messages`) into `budget_tokens`.
 
     Oldest turns go first (a marker line says how many); the turns that must stay (the judged one and, at
     response level, the user turn it answers and the tool lines between them) are then shortened in the
     middle: tool and other context lines first (longest first), then the turns in order, the judged one
-    last; cutting the judged turn is reported as `judged_turn_cut`.
+    last; cutting the judged turn is reported as `judged_turn_cut`. `special_tokens`: the loaded tokenizer's
+    special/added token strings (`transforms.special_tokens`), broken wherever content spells one.
     """
     turns = [m for m in messages if m.role != "system"]
     keep = 1
     if level == "response":
         users = [i for i, m in enumerate(turns[:-1]) if m.role == "user"]
         keep = len(turns) - users[-1] if users else min(2, len(turns))
-    lines = [render_turn(m) for m in turns]
+    lines = [break_special_tokens(render_turn(m), special_tokens) for m in turns]
 
     def total(candidate: Sequence[str]) -> int:
         return count_tokens("\n\n".join(candidate))

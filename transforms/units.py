@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import apache_beam as beam
 
@@ -42,8 +42,10 @@ def make_units(
     template: str,
     model_id: str,
     count_tokens: Callable[[str], int],
+    special_tokens: Sequence[str] = (),
 ) -> list[ModerationUnit]:
-    """Every moderation unit of a conversation under its tenant's policy.
+    """Every moderation unit of a conversation under its tenant's policy (`special_tokens`: the model
+    tokenizer's special/added token strings, which content may not spell).
 
     A unit's `turn_index` is the judged message's index as read (before normalisation dropped or split any).
     """
@@ -54,7 +56,7 @@ def make_units(
         judged = conversation.messages[position]
         index = position if judged.source_index is None else judged.source_index
         fitted = fit_conversation(
-            conversation.messages[: position + 1], level, policy.context_budget_tokens, count_tokens
+            conversation.messages[: position + 1], level, policy.context_budget_tokens, count_tokens, special_tokens
         )
         prompt = render_from_lines(policy, fitted.lines, level, template)
         units.append(
@@ -93,10 +95,12 @@ class MakeUnitsDoFn(beam.DoFn):
         self._model_id = model_id
         self._engine_spec = engine_spec
         self._count_tokens: Callable[[str], int] | None = None
+        self._special_tokens: tuple[str, ...] = ()
         self._unknown_logged: set[str] = set()
 
     def setup(self) -> None:
         self._count_tokens = self._engine_spec.load_token_counter()
+        self._special_tokens = self._engine_spec.load_special_tokens()
 
     def process(self, conversation: Conversation) -> Iterator:
         problem = tenant_id_problem(conversation.tenant_id)
@@ -109,7 +113,9 @@ class MakeUnitsDoFn(beam.DoFn):
         if not self._registry.is_known_tenant(conversation.tenant_id):
             self._note_unknown_tenant(conversation.tenant_id, policy.id)
         try:
-            units = make_units(conversation, policy, self._template, self._model_id, self._count_tokens)
+            units = make_units(
+                conversation, policy, self._template, self._model_id, self._count_tokens, self._special_tokens
+            )
         except Exception as exc:
             yield beam.pvalue.TaggedOutput(
                 DEAD_LETTER,

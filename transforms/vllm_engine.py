@@ -12,6 +12,7 @@ about one engine step whatever its size, so the closing `}` is not scored (it wo
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -82,10 +83,24 @@ class VllmEngineSpec:
         return VllmEngine(llm, model_name=self.model_label, max_len=self.max_model_len)
 
     def load_token_counter(self) -> Callable[[str], int]:
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(self.resolved_model())
+        tokenizer = self._tokenizer()
         return lambda text: len(tokenizer.encode(text, add_special_tokens=False))
+
+    def load_special_tokens(self) -> tuple[str, ...]:
+        from transforms.special_tokens import special_token_strings
+
+        return special_token_strings(self._tokenizer())
+
+    def _tokenizer(self):
+        return _load_tokenizer(self.resolved_model())
+
+
+@functools.lru_cache(maxsize=4)
+def _load_tokenizer(model_dir: str):
+    """The HF tokenizer of a model folder, loaded once per process (counting and special tokens share it)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model_dir)
 
 
 _SMALL_MACHINE_CORES = 4
