@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from policies import PolicyRegistry
+from transforms.date_window import DateWindow
 from transforms.engine import EngineSpec
 from transforms.run_context import RunContext
 from transforms.verdict_cache import VerdictCache
@@ -17,7 +18,7 @@ class JobPlan:
     input_files: tuple[str, ...]
     output: str
     run_id: str
-    only_date: str | None
+    dates: DateWindow | None  # --date or --since/--until; None: every day
     registry: PolicyRegistry
     template: str
     engine_spec: EngineSpec

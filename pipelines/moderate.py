@@ -30,6 +30,7 @@ from pipelines.run_lease import LeaseHeldError, take_lease
 from policies import DEFAULT_POLICY_DIR, DEFAULT_TENANTS_FILE, load_policy_registry
 from transforms.batching import BatchPerKeyDoFn
 from transforms.column_map import check_column_map, parse_column_map
+from transforms.date_window import DateWindow
 from transforms.disk_index import release_indexes
 from transforms.engine import EngineSpec
 from transforms.fake_engine import FakeEngineSpec
@@ -108,7 +109,7 @@ def build_pipeline(pipeline: beam.Pipeline, plan: JobPlan) -> dict:
     streaming = plan.dedup == "worker"
     read = pipeline | "Read" >> ReadConversations(
         plan.input_files,
-        only_date=plan.only_date,
+        dates=plan.dates,
         streaming_run_id=plan.run_id if streaming else None,
         strict_input=plan.strict_input,
         column_map=dict(plan.column_map),
@@ -201,7 +202,7 @@ def plan_job(options: ModerationOptions, engine_spec: EngineSpec | None = None) 
         input_files=input_files,
         output=output,
         run_id=run_id,
-        only_date=options.date,
+        dates=DateWindow.of(options.date, options.since, options.until),
         registry=registry,
         template=options.template,
         engine_spec=engine_spec,

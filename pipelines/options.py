@@ -47,6 +47,8 @@ class ModerationOptions(PipelineOptions):
         add("input", action="append", help="input Parquet file pattern (local, gs://, s3://); repeatable")
         add("output", help="output folder (local, gs://, s3://)")
         add("date", type=_date, help="only conversations created on this UTC day (YYYY-MM-DD, today, yesterday)")
+        add("since", type=_date, help="only conversations created on or after this UTC day (same values)")
+        add("until", type=_date, help="only conversations created on or before this UTC day (same values)")
         add("run-id", help="run id (default: UTC timestamp + random suffix)")
         add("model", help="HF model folder or hub id (default: the embedded SmolLM2-135M-Instruct)")
         add(

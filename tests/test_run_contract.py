@@ -211,3 +211,44 @@ def test_killed_runs_rerun_without_duplicates_and_are_marked_abandoned(tmp_path)
     assert len(dead) == len(set(dead))
     # every dead letter the final run met is published exactly once: by it, or already by a killed run
     assert len(dead) == sum(final.error_counts.values()) + final.totals.get("dead_letters_already_recorded", 0)
+
+
+# --- scheduling: a day or a range of days --------------------------------------------------------------------
+
+
+def test_date_window_semantics():
+    from transforms.date_window import DateWindow
+
+    window = DateWindow("2026-11-26", "2026-11-27")
+    assert [window.contains(d) for d in ("2026-11-25", "2026-11-26", "2026-11-27", "2026-11-28")] == [
+        False, True, True, False,
+    ]  # fmt: skip
+    assert DateWindow.of(only_date="2026-11-26") == DateWindow("2026-11-26", "2026-11-26")
+    assert DateWindow.of(since="2026-11-27").contains("2030-01-01") and DateWindow.of() is None
+    with pytest.raises(ValueError, match="either --date or --since/--until"):
+        DateWindow.of("2026-11-26", since="2026-11-25")
+    with pytest.raises(ValueError, match="range is empty"):
+        DateWindow("2026-11-28", "2026-11-27")
+
+
+def test_since_until_restricts_the_run_to_the_range(tmp_path):
+    out = tmp_path / "out"
+    argv = ["--engine", "fake", "--input", SAMPLE_GLOB, "--output", str(out)]
+    everything = run([*argv, "--output", str(tmp_path / "all"), "--run-id", "all"])
+    ranged = run([*argv, "--since", "2026-11-27", "--until", "2026-11-28", "--run-id", "ranged"])
+    dates = {p.name for p in out.glob("verdicts/*/date=*")}
+    assert dates and all("2026-11-27" <= d.removeprefix("date=") <= "2026-11-28" for d in dates)
+    assert _balanced(_manifest(out, "ranged"))
+    assert 0 < ranged.totals["rows_skipped"] < ranged.rows_read == everything.rows_read
+    assert ranged.totals["verdicts_written"] < everything.totals["verdicts_written"]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["--date", "2026-11-26", "--since", "2026-11-25"], ["--since", "2026-11-28", "--until", "2026-11-27"]],
+)
+def test_contradictory_dates_are_a_usage_error_before_anything_is_written(tmp_path, extra):
+    out = tmp_path / "out"
+    done = subprocess.run(_job_argv(out, "bad", *extra), cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert not out.exists()

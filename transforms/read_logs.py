@@ -27,6 +27,7 @@ from apache_beam.pvalue import PBegin, PCollection, TaggedOutput
 
 from transforms.column_map import mapped_schema, shown_column, source_column
 from transforms.conversation_ids import KeepFirstSeenDoFn, keep_first
+from transforms.date_window import DateWindow
 from transforms.file_splits import SPLIT_ROWS, FileSplit, plan_splits
 from transforms.log_rows import canonical_batch, turn_conversations
 from transforms.log_schema import (
@@ -195,9 +196,9 @@ class _ReadFileFn(beam.DoFn):
     (SKIPPED)."""
 
     def __init__(
-        self, only_date: str | None, open_file: OpenFile | None, strict: bool, column_map: dict[str, str] | None
+        self, dates: DateWindow | None, open_file: OpenFile | None, strict: bool, column_map: dict[str, str] | None
     ):
-        self._only_date = only_date
+        self._dates = dates
         self._open_file = open_file
         self._strict = strict
         self._column_map = column_map
@@ -213,7 +214,7 @@ class _ReadFileFn(beam.DoFn):
             if isinstance(item, DeadLetter):
                 self._dead_letters.inc()
                 yield TaggedOutput(DEAD_LETTER, item)
-            elif self._only_date and item.date != self._only_date:
+            elif self._dates is not None and not self._dates.contains(item.date):
                 self._skipped.inc()
                 yield TaggedOutput(SKIPPED, item)
             else:
@@ -227,8 +228,8 @@ class ReadConversations(beam.PTransform):
     Returns a dict of PCollections: `CONVERSATIONS` ("conversations", `Conversation`), `DEAD_LETTER`
     ("dead_letter", `DeadLetter`s of unreadable files and invalid rows), `DUPLICATES` ("duplicates",
     `duplicate_conversation_id` dead letters) and `SKIPPED` ("skipped", `Conversation`s whose UTC date is not
-    `only_date`: counted, not dead-lettered). The two dead-letter collections are not flattened here: on the
-    in-process runner a Flatten holds its inputs in memory until they are complete.
+    `only_date` or outside `dates`: counted, not dead-lettered). The two dead-letter collections are not
+    flattened here: on the in-process runner a Flatten holds its inputs in memory until they are complete.
 
     Duplicate conversation ids across the run are flagged rather than merged or silently dropped: the first
     by (source_file, source_row) is kept and every other copy becomes a `duplicate_conversation_id` dead
@@ -254,6 +255,7 @@ class ReadConversations(beam.PTransform):
         strict_input: bool = False,
         column_map: dict[str, str] | None = None,
         split_rows: int = SPLIT_ROWS,
+        dates: DateWindow | None = None,
     ):
         super().__init__()
         if only_date is not None:
@@ -262,7 +264,7 @@ class ReadConversations(beam.PTransform):
             except ValueError as exc:
                 raise ValueError(f"only_date must be YYYY-MM-DD, got {only_date!r}") from exc
         self._patterns = list(patterns)
-        self._only_date = only_date
+        self._dates = DateWindow.of(only_date) if only_date is not None else dates
         self._open_file = open_file
         self._streaming_run_id = streaming_run_id
         self._strict_input = strict_input
@@ -278,7 +280,7 @@ class ReadConversations(beam.PTransform):
             split = (self._open_file or _open_with_beam, self._split_rows, self._strict_input, self._column_map)
             listed = listed | "SplitFiles" >> beam.FlatMap(plan_splits, *split) | "SpreadSplits" >> beam.Reshuffle()
         read = listed | "ReadFiles" >> beam.ParDo(
-            _ReadFileFn(self._only_date, self._open_file, self._strict_input, self._column_map)
+            _ReadFileFn(self._dates, self._open_file, self._strict_input, self._column_map)
         ).with_outputs(DEAD_LETTER, SKIPPED, main=CONVERSATIONS)
         if streaming:
             unique = read[CONVERSATIONS] | "KeepFirstSeen" >> beam.ParDo(
