@@ -82,6 +82,10 @@ def _parse(module: str, args: list[str]) -> None:
         from policies.__main__ import build_parser
 
         build_parser().parse_args(args)
+    elif module == "pipelines.export":
+        from pipelines.export import build_parser
+
+        build_parser().parse_args(args)
     elif module == "pytest":
         markers = [args[i + 1] for i, a in enumerate(args) if a == "-m"]
         ini = (REPO / "pytest.ini").read_text()
