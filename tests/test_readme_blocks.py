@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import polars as pl
 import pytest
 import yaml
 
@@ -131,3 +132,18 @@ def test_readme_policy_commands_run(tmp_path):
         assert done.returncode == 0, (command, done.stdout[-2000:], done.stderr[-2000:])
         if "render" in args:
             assert "How do I bake bread?" in done.stdout and "<think>" not in done.stdout.split("User:")[0]
+
+
+def test_readme_python_blocks_run_on_a_real_output(tmp_path, monkeypatch):
+    """The Polars snippets (the quick query and the report's queries) run as written against `out/`."""
+    from pipelines.moderate import run
+
+    run(["--engine", "fake", "--input", str(REPO / "samples/logs/*.parquet"), "--output", str(tmp_path / "out")])
+    monkeypatch.chdir(tmp_path)
+    blocks = [body for lang, body in BLOCKS if lang == "python"]
+    assert len(blocks) >= 2
+    for body in blocks:
+        namespace: dict = {}
+        exec(compile(body, "README.md", "exec"), namespace)
+    units = namespace["v"].select(pl.len()).collect().item()
+    assert namespace["mix"]["units"].sum() == units > 0

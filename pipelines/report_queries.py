@@ -1,0 +1,182 @@
+"""The audit report's figures as Polars queries over the job's output (each one is shown in the README).
+
+Every function takes the verdict rows (`scan_output(OUT).verdicts`, a LazyFrame with the Hive columns `tenant`
+and `date`) or the dead-letter rows, and returns a small DataFrame; `pipelines.report` only draws and lays out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import polars as pl
+
+
+@dataclasses.dataclass(frozen=True)
+class Output:
+    """The published rows of one output folder, optionally restricted to a range of days."""
+
+    verdicts: pl.LazyFrame
+    errors: pl.LazyFrame | None
+
+
+def scan_output(output: str, since: str | None = None, until: str | None = None) -> Output:
+    """Lazy scans of `OUT/verdicts` and `OUT/errors` (partition columns `tenant`, `date`), filtered by day."""
+    root = output.rstrip("/")
+    verdicts = pl.scan_parquet(f"{root}/verdicts/**/*.parquet", hive_partitioning=True)
+    verdicts = verdicts.with_columns(pl.col("date").cast(pl.Date))
+    try:
+        errors = pl.scan_parquet(f"{root}/errors/**/*.parquet", hive_partitioning=True)
+        errors.collect_schema()
+    except (FileNotFoundError, pl.exceptions.ComputeError):
+        errors = None
+    if since:
+        verdicts = verdicts.filter(pl.col("date") >= dt.date.fromisoformat(since))
+    if until:
+        verdicts = verdicts.filter(pl.col("date") <= dt.date.fromisoformat(until))
+    return Output(verdicts, errors)
+
+
+def verdict_mix(verdicts: pl.LazyFrame) -> pl.DataFrame:
+    """Per tenant and day: units judged, safe / unsafe / review counts, unsafe and review rates."""
+    return (
+        verdicts.group_by("tenant", "date")
+        .agg(
+            units=pl.len(),
+            safe=(pl.col("verdict") == "safe").sum(),
+            unsafe=(pl.col("verdict") == "unsafe").sum(),
+            review=(pl.col("verdict") == "review").sum(),
+        )
+        .with_columns(unsafe_rate=pl.col("unsafe") / pl.col("units"), review_rate=pl.col("review") / pl.col("units"))
+        .sort("tenant", "date")
+        .collect()
+    )
+
+
+DRIFT_COLUMNS = (
+    "tenant", "date", "units", "unsafe_rate", "unsafe_rate_trailing", "review_rate", "review_rate_trailing", "drift",
+)  # fmt: skip
+
+
+def drift(mix: pl.DataFrame, window: int = 7, threshold: float = 0.10, min_nights: int = 2) -> pl.DataFrame:
+    """Per tenant and night: the unsafe and review rates against their trailing mean over the previous `window`
+    nights; `drift` when either moves more than `threshold` (absolute) from it, once `min_nights` are behind."""
+    trailing = {
+        f"{rate}_trailing": pl.col(rate).shift(1).rolling_mean(window, min_samples=min_nights).over("tenant")
+        for rate in ("unsafe_rate", "review_rate")
+    }
+    return (
+        mix.sort("tenant", "date")
+        .with_columns(**trailing)
+        .with_columns(
+            drift=((pl.col("unsafe_rate") - pl.col("unsafe_rate_trailing")).abs() > threshold)
+            | ((pl.col("review_rate") - pl.col("review_rate_trailing")).abs() > threshold)
+        )
+        .with_columns(pl.col("drift").fill_null(False))
+        .select(
+            "tenant",
+            "date",
+            "units",
+            "unsafe_rate",
+            "unsafe_rate_trailing",
+            "review_rate",
+            "review_rate_trailing",
+            "drift",
+        )
+    )
+
+
+def p_unsafe_histogram(verdicts: pl.LazyFrame, bins: int = 10) -> pl.DataFrame:
+    """Per tenant: how many units fall in each P(unsafe) bin of width 1/bins (units without a P are left out)."""
+    return (
+        verdicts.filter(pl.col("p_unsafe").is_not_null())
+        .with_columns(bin=(pl.col("p_unsafe") * bins).floor().clip(0, bins - 1).cast(pl.Int32))
+        .group_by("tenant", "bin")
+        .agg(units=pl.len())
+        .with_columns(low=pl.col("bin") / bins)
+        .sort("tenant", "bin")
+        .collect()
+    )
+
+
+def category_counts(verdicts: pl.LazyFrame) -> pl.DataFrame:
+    """Per tenant and policy code: how many unsafe units the guard named it for (the `rsafe-categories`
+    template names codes; with `rsafe` this is empty)."""
+    return (
+        verdicts.filter(pl.col("verdict") == "unsafe")
+        .select("tenant", code=pl.col("categories"))
+        .explode("code")
+        .drop_nulls("code")
+        .group_by("tenant", "code")
+        .agg(units=pl.len())
+        .sort("units", "tenant", "code", descending=[True, False, False])
+        .collect()
+    )
+
+
+def review_queue(verdicts: pl.LazyFrame, limit: int = 20, reasoning_chars: int = 400) -> pl.DataFrame:
+    """The newest `limit` units sent to review, with the guard's reasoning (cut to `reasoning_chars`)."""
+    return (
+        verdicts.filter(pl.col("verdict") == "review")
+        .sort("processed_at", descending=True)
+        .head(limit)
+        .select(
+            "tenant",
+            "date",
+            "conversation_id",
+            "unit",
+            "turn_index",
+            "outcome",
+            "p_unsafe",
+            reasoning=pl.col("reasoning").str.slice(0, reasoning_chars),
+        )
+        .collect()
+    )
+
+
+def dead_letters_by_kind(errors: pl.LazyFrame | None) -> pl.DataFrame:
+    """Dead-letter records and the input rows they account for, by stage and kind."""
+    if errors is None:
+        return pl.DataFrame(schema={"stage": pl.String, "error_kind": pl.String, "records": pl.UInt32,
+                                    "rows": pl.Int64})  # fmt: skip
+    return (
+        errors.group_by("stage", "error_kind")
+        .agg(records=pl.len(), rows=pl.col("rows").sum())
+        .sort("records", descending=True)
+        .collect()
+    )
+
+
+def cost_by_tenant(verdicts: pl.LazyFrame) -> pl.DataFrame:
+    """Per tenant: units, prompt and generated tokens (units reused from a cache or a duplicate cost none)."""
+    fresh = ~(pl.col("from_cache").fill_null(False) | pl.col("deduplicated").fill_null(False))
+    return (
+        verdicts.group_by("tenant")
+        .agg(
+            units=pl.len(),
+            units_judged=fresh.sum(),
+            prompt_tokens=pl.col("prompt_tokens").filter(fresh).sum(),
+            completion_tokens=pl.col("completion_tokens").filter(fresh).sum(),
+        )
+        .with_columns(
+            share_of_tokens=(pl.col("prompt_tokens") + pl.col("completion_tokens"))
+            / (pl.col("prompt_tokens") + pl.col("completion_tokens")).sum()
+        )
+        .sort("tenant")
+        .collect()
+    )
+
+
+def versions_in_use(verdicts: pl.LazyFrame) -> pl.DataFrame:
+    """Per tenant, each (model, policy version) pair with the first and last day it judged and its units; a
+    tenant with more than one row changed model or policy within the range (`changed_on`: first day of a pair
+    after the tenant's first)."""
+    return (
+        verdicts.group_by("tenant", "model", "policy_id", "policy_version")
+        .agg(first_day=pl.col("date").min(), last_day=pl.col("date").max(), units=pl.len())
+        .sort("tenant", "first_day")
+        .with_columns(
+            changed_on=pl.when(pl.col("first_day") > pl.col("first_day").min().over("tenant")).then(pl.col("first_day"))
+        )
+        .collect()
+    )
