@@ -5,7 +5,8 @@
 
 Sections: verdict mix per tenant and day; the trend over nights with drift flags; P(unsafe) histograms per
 tenant; category counts; the newest review-queue items with their reasoning; dead letters by kind; tokens per
-tenant (cost attribution); model and policy versions in use and where they changed. The queries are
+tenant (cost attribution); model and policy versions in use and where they changed; reviewers' labels
+(`python -m pipelines.review`) against the guard. The queries are
 `pipelines.report_queries` (Polars); the plots are matplotlib (Agg backend, no display needed).
 """
 
@@ -23,6 +24,7 @@ from pathlib import Path
 import polars as pl
 
 from pipelines import report_queries as q
+from pipelines.review import agreement, scan_labels
 
 SECTIONS = (
     ("mix", "Verdict mix per tenant and day"),
@@ -33,6 +35,7 @@ SECTIONS = (
     ("dead-letters", "Dead letters by kind"),
     ("cost", "Tokens per tenant (cost attribution)"),
     ("versions", "Models and policy versions in use"),
+    ("labels", "Reviewer labels: agreement with the guard"),
 )
 
 
@@ -126,6 +129,7 @@ def build_report(output: str, since: str | None = None, until: str | None = None
         "dead-letters": q.dead_letters_by_kind(scanned.errors),
         "cost": q.cost_by_tenant(scanned.verdicts),
         "versions": q.versions_in_use(scanned.verdicts),
+        "labels": agreement(scan_labels(output)),
     }
     plots = {"mix": mix_plot(mix), "trend": trend_plot(trend), "p-unsafe": histogram_plot(histogram)}
     drifting = trend.filter(pl.col("drift")).select("tenant", "date").rows()
@@ -186,7 +190,8 @@ def write_markdown(report: dict, path: Path, title: str) -> None:
     path.write_text("\n".join(parts), encoding="utf-8")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The report command's options."""
     parser = argparse.ArgumentParser(prog="python -m pipelines.report", description=__doc__.splitlines()[0])
     parser.add_argument("output", help="the job's output folder (OUT)")
     parser.add_argument("--html", help="write the self-contained HTML report here")
@@ -195,6 +200,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--until", help="last UTC day (YYYY-MM-DD)")
     parser.add_argument("--drift-window", type=int, default=7, help="nights in the trailing mean")
     parser.add_argument("--drift-threshold", type=float, default=0.10, help="absolute rate change that is drift")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not (args.html or args.md):
         parser.error("give --html and/or --md")

@@ -8,6 +8,7 @@ ones CI runs. A renamed option, module or flag in the code fails here until the 
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import shlex
@@ -83,10 +84,8 @@ def _parse(module: str, args: list[str]) -> None:
         from policies.__main__ import build_parser
 
         build_parser().parse_args(args)
-    elif module == "pipelines.export":
-        from pipelines.export import build_parser
-
-        build_parser().parse_args(args)
+    elif module in ("pipelines.export", "pipelines.report", "pipelines.review"):
+        importlib.import_module(module).build_parser().parse_args(args)
     elif module == "pytest":
         markers = [args[i + 1] for i, a in enumerate(args) if a == "-m"]
         ini = (REPO / "pytest.ini").read_text()
