@@ -9,7 +9,7 @@ import re
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from transforms.engine import SamplingSettings
-from transforms.judging import VERDICT_MODES, JudgeSettings
+from transforms.judging import DEFAULT_CASCADE_BAND, VERDICT_MODES, JudgeSettings
 from transforms.prompts import TEMPLATES
 
 
@@ -87,6 +87,12 @@ class ModerationOptions(PipelineOptions):
         add("reasoning-budget", type=int, default=128, help="phase-1 reasoning tokens (forced mode)")
         add("threshold", type=float, default=0.5, help="P(unsafe) at or above which the verdict is unsafe")
         add("review-band", type=_review_band, default=None, help="LOW,HIGH: P(unsafe) in it → review")
+        add(
+            "cascade-band",
+            type=_review_band,
+            default=DEFAULT_CASCADE_BAND,
+            help="LOW,HIGH (--verdict-mode cascade): units whose reasoning-free P(unsafe) is in it get full reasoning",
+        )
         add("template", default="rsafe", choices=sorted(TEMPLATES))
         add("policies", action="append", help="policy file or folder (repeatable; default: shipped policies)")
         add("tenants", help="tenants file mapping tenant ids to policy ids (default: shipped)")
@@ -147,5 +153,6 @@ def judge_settings(options: ModerationOptions) -> JudgeSettings:
         reasoning_budget=options.reasoning_budget,
         threshold=options.threshold,
         review_band=options.review_band,
+        cascade_band=options.cascade_band,
         extract_categories=options.template == "rsafe-categories",
     )

@@ -108,6 +108,15 @@ NonEmptyText = Annotated[Text, _text_up_to(600)]
 PolicyId = Annotated[str, Field(strict=True), AfterValidator(_check_safe_id)]
 CategoryCode = Annotated[str, Field(strict=True), AfterValidator(_check_category_code)]
 PositiveInt = Annotated[int, Field(strict=True, gt=0)]
+
+
+def _check_band(value: tuple[float, float]) -> tuple[float, float]:
+    if not 0.0 <= value[0] <= value[1] <= 1.0:
+        raise ValueError(f"a band is [low, high] with 0 <= low <= high <= 1, got {list(value)}")
+    return value
+
+
+Band = Annotated[tuple[float, float], AfterValidator(_check_band)]
 ModerationApiName = Literal[MODERATION_API_CATEGORIES]  # type: ignore[valid-type]
 ModerationApiMap = dict[CategoryCode, tuple[ModerationApiName, ...]]
 Units = Annotated[tuple[Unit, ...], Field(min_length=1), AfterValidator(_check_no_duplicates)]
@@ -148,6 +157,7 @@ class PolicyDocument(StrictModel):
     on_parse_error: FailureVerdict = DEFAULT_FAILURE_VERDICT
     on_truncated: FailureVerdict = DEFAULT_FAILURE_VERDICT
     reasoning_budget_tokens: PositiveInt | None = None
+    cascade_band: Band | None = None  # `--verdict-mode cascade`: P(unsafe) band that gets full reasoning
     # code -> OpenAI Moderation category names, for `python -m pipelines.export --format openai-moderation`
     moderation_api_categories: ModerationApiMap | None = None
 
@@ -161,6 +171,7 @@ INHERITED_SETTINGS: tuple[str, ...] = (
     "on_parse_error",
     "on_truncated",
     "reasoning_budget_tokens",
+    "cascade_band",
     "moderation_api_categories",
 )
 
@@ -187,6 +198,7 @@ class ResolvedPolicy(StrictModel):
     on_parse_error: FailureVerdict
     on_truncated: FailureVerdict
     reasoning_budget_tokens: PositiveInt | None
+    cascade_band: Band | None = None
     moderation_api_categories: ModerationApiMap | None = None  # only codes the policy has (see the registry)
     version: str = ""
 

@@ -67,3 +67,27 @@ def test_real_engine_guard_ranks_clear_harm_above_clear_benign_requests(real_eng
     for judgement, label in zip(judgements, MESSAGES.values(), strict=True):
         by_label[label].append(judgement.p_unsafe)
     assert sum(by_label["unsafe"]) / 2 > sum(by_label["safe"]) / 2, by_label
+
+
+def test_real_engine_cascade_routes_by_the_reasoning_free_score(real_engine):
+    """Pass 1 on the real engine: a graded P(unsafe) at the box after an empty thought, the same alone as in a
+    batch; a band covering everything reasons every unit exactly as `auto` does, a point band decides all."""
+    from transforms.judging import score_without_reasoning
+
+    engine = real_engine.engine
+    requests = [JudgeRequest(p) for p in _prompts()]
+    scored = score_without_reasoning(engine, requests)
+    assert all(0.0 < p < 1.0 for _, p in scored)
+    alone = score_without_reasoning(engine, requests[:1])[0][1]
+    assert alone == pytest.approx(scored[0][1], abs=1e-4)
+    sampling = SamplingSettings(max_tokens=128)
+    everything = JudgeSettings(verdict_mode="cascade", sampling=sampling, cascade_band=(0.0, 1.0))
+    auto = judge_batch(engine, requests, JudgeSettings(verdict_mode="auto", sampling=sampling))
+    reasoned = judge_batch(engine, requests, everything)
+    assert [j.raw_output for j in reasoned] == [j.raw_output for j in auto]
+    assert all(j.verdict_source in ("model", "forced") for j in reasoned)
+    nothing = JudgeSettings(verdict_mode="cascade", sampling=sampling, cascade_band=(2e-9, 1e-9 * 2))
+    decided = judge_batch(engine, requests, nothing)
+    assert [j.verdict_source for j in decided] == ["score"] * len(requests)
+    assert [j.p_unsafe for j in decided] == pytest.approx([p for _, p in scored], abs=1e-4)
+    assert all(j.completion_tokens == 0 and j.prompt_tokens > 0 for j in decided)

@@ -33,6 +33,7 @@ class FakeEngineSpec:
 
     unsafe_words: tuple[str, ...] = ("bomb", "weapon", "kill", "steal", "poison", "hack")
     no_box_words: tuple[str, ...] = ()
+    uncertain_words: tuple[str, ...] = ()  # scored 0.5 when no reasoning precedes the box (cascade pass 1)
     fail_words: tuple[str, ...] = ()
     max_context_tokens: int = 4096
     model_name: str = "fake-engine"
@@ -110,6 +111,8 @@ class FakeEngine:
         for continuation in continuations:
             unsafe = self._has(continuation.completion.handle, self.spec.unsafe_words)
             p_unsafe = 0.9 if unsafe else 0.1
+            if continuation.keep_chars == 0 and self._has(continuation.completion.handle, self.spec.uncertain_words):
+                p_unsafe = 0.5
             probabilities = {"unsafe": p_unsafe, "safe": 1 - p_unsafe}
             results.append({c: math.log(probabilities.get(c, 1e-9)) for c in choices})
         return results

@@ -122,6 +122,9 @@ class JudgeUnitsDoFn(beam.DoFn):
                     continue
                 if position:
                     self._deduplicated.inc()
+                if self._context.settings.verdict_mode == "cascade":  # which path each judged unit took
+                    path = "score" if result.verdict_source == "score" else "reasoned"
+                    count(f"cascade_{path}", unit.tenant_id)
                 yield verdict_row(unit, result, self._context, processed_at, deduplicated=position > 0)
 
     def _recalled_rows(self, units: Sequence[ModerationUnit], recalled: Recalled) -> Iterator[dict]:
@@ -171,7 +174,8 @@ class JudgeUnitsDoFn(beam.DoFn):
             return []
         self._batches.inc()
         requests = [
-            JudgeRequest(units[0].prompt, units[0].reasoning_budget, units[0].allowed_codes) for _, units in groups
+            JudgeRequest(units[0].prompt, units[0].reasoning_budget, units[0].allowed_codes, units[0].cascade_band)
+            for _, units in groups
         ]
         try:
             return list(zip(groups, judge_batch(self._get_engine(), requests, self._context.settings), strict=True))

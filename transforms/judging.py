@@ -6,6 +6,9 @@ Modes (`verdict_mode`):
   `</think>`; phase 2 closes the thought if needed, opens `\\boxed{` and scores `safe`/`unsafe` as full
   continuations on the same (prefix-cached) context; the more probable one is the verdict.
 - `auto`: free first; only units without a usable box go through phase 2.
+- `cascade`: pass 1 scores P(unsafe) at the box right after an empty thought (one prefill on the cached policy
+  prefix and the teacher-forced scoring, no free generation); a unit outside its uncertainty band is decided there
+  (`verdict_source=score`), the rest are judged in `auto` mode, whose verdict and reasoning replace pass 1's.
 P(unsafe) is always from the engine's log-probabilities at the verdict position, normalised over the two.
 """
 
@@ -18,7 +21,8 @@ from collections.abc import Sequence
 from transforms.engine import Completion, Continuation, SamplingSettings, VerdictEngine
 from transforms.verdict_parsing import VERDICTS, extract_reasoning, parse_categories, parse_output
 
-VERDICT_MODES = ("free", "forced", "auto")
+VERDICT_MODES = ("free", "forced", "auto", "cascade")
+DEFAULT_CASCADE_BAND = (0.2, 0.8)
 THINK_OPEN = "<think>\n"
 THINK_CLOSE = "</think>"
 BOX_OPEN = "\\boxed{"
@@ -34,6 +38,7 @@ class JudgeSettings:
     threshold: float = 0.5
     review_band: tuple[float, float] | None = None
     extract_categories: bool = False
+    cascade_band: tuple[float, float] = DEFAULT_CASCADE_BAND  # cascade: P(unsafe) in it → full reasoning
 
     def __post_init__(self) -> None:
         if self.verdict_mode not in VERDICT_MODES:
@@ -42,10 +47,10 @@ class JudgeSettings:
             raise ValueError(f"reasoning_budget must be >= 1, got {self.reasoning_budget}")
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
-        if self.review_band is not None:
-            low, high = self.review_band
-            if not 0.0 <= low <= high <= 1.0:
-                raise ValueError(f"review_band must satisfy 0 <= low <= high <= 1, got {self.review_band}")
+        for name in ("review_band", "cascade_band"):
+            band = getattr(self, name)
+            if band is not None and not 0.0 <= band[0] <= band[1] <= 1.0:
+                raise ValueError(f"{name} must satisfy 0 <= low <= high <= 1, got {band}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +60,7 @@ class JudgeRequest:
     prompt: str
     reasoning_budget: int | None = None  # None: the run's budget
     allowed_codes: tuple[str, ...] = ()
+    cascade_band: tuple[float, float] | None = None  # None: the run's band
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +68,7 @@ class Judgement:
     """What the engine said about one prompt, before the tenant's decision rules."""
 
     outcome: str  # safe | unsafe | parse_error | truncated
-    verdict_source: str | None  # model | forced | None (no verdict)
+    verdict_source: str | None  # model | forced | score (cascade pass 1) | None (no verdict)
     p_unsafe: float | None
     reasoning: str
     raw_output: str
@@ -114,6 +120,8 @@ def decide(outcome: str, p_unsafe: float | None, settings: JudgeSettings, on_unp
 
 def judge_batch(engine: VerdictEngine, requests: Sequence[JudgeRequest], settings: JudgeSettings) -> list[Judgement]:
     """Judge a batch: every engine call covers the whole batch (or the part of it that needs that phase)."""
+    if settings.verdict_mode == "cascade":
+        return _cascade(engine, requests, settings)
     budgets = [r.reasoning_budget or settings.reasoning_budget for r in requests]
     prompts = [r.prompt for r in requests]
     if settings.verdict_mode == "forced":
@@ -218,3 +226,47 @@ def _forced_judgement(completion: Completion, p_unsafe: float, budget: int, open
         completion_tokens=completion.completion_tokens,
         token_budget=budget,
     )
+
+
+EMPTY_THOUGHT = "\n" + THINK_CLOSE + "\n" + BOX_OPEN  # after THINK_OPEN: `<think>\n\n</think>\n\boxed{`
+
+
+def score_without_reasoning(engine: VerdictEngine, requests: Sequence[JudgeRequest]) -> list[tuple[Completion, float]]:
+    """Cascade pass 1: P(unsafe) at the box right after an empty thought, for every request.
+
+    The one generated token only gives the engine a handle on the prompt (its prefill fills the prefix cache);
+    it is dropped (`keep_chars=0`) before the box is scored.
+    """
+    greedy = SamplingSettings(max_tokens=1)
+    probes = engine.complete([r.prompt for r in requests], greedy, [1] * len(requests), assistant_prefix=THINK_OPEN)
+    scores = engine.continuation_logprobs([Continuation(c, 0, EMPTY_THOUGHT) for c in probes], VERDICTS)
+    return [(c, p_unsafe_from_logprobs(s)) for c, s in zip(probes, scores, strict=True)]
+
+
+def _cascade(engine: VerdictEngine, requests: Sequence[JudgeRequest], settings: JudgeSettings) -> list[Judgement]:
+    scored = score_without_reasoning(engine, requests)
+    bands = [r.cascade_band or settings.cascade_band for r in requests]
+    unsure = [i for i, ((_, p), band) in enumerate(zip(scored, bands, strict=True)) if band[0] <= p <= band[1]]
+    reasoned = {}
+    if unsure:
+        auto = dataclasses.replace(settings, verdict_mode="auto")
+        reasoned = dict(zip(unsure, judge_batch(engine, [requests[i] for i in unsure], auto), strict=True))
+    judgements = []
+    for index, (probe, p_unsafe) in enumerate(scored):
+        if index in reasoned:
+            judgements.append(reasoned[index])
+            continue
+        judgements.append(
+            Judgement(
+                outcome="unsafe" if p_unsafe >= 0.5 else "safe",
+                verdict_source="score",
+                p_unsafe=p_unsafe,
+                reasoning="",
+                raw_output="",
+                finish_reason="score",
+                prompt_tokens=probe.prompt_tokens,
+                completion_tokens=0,
+                token_budget=0,
+            )
+        )
+    return judgements

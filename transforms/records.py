@@ -121,6 +121,7 @@ class ModerationUnit:
     on_parse_error: str = "flag"  # flag | unsafe | safe: what parse_error means for this tenant
     on_truncated: str = "flag"
     reasoning_budget: int | None = None  # per-policy override of the phase-1 token budget
+    cascade_band: tuple[float, float] | None = None  # per-policy override of the cascade band
     allowed_codes: tuple[str, ...] = ()  # the policy's category codes (for parsing listed categories)
     content_key: str = ""
     resume_key: str = ""

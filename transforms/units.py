@@ -77,6 +77,7 @@ def make_units(
                 on_parse_error=policy.on_parse_error,
                 on_truncated=policy.on_truncated,
                 reasoning_budget=policy.reasoning_budget_tokens,
+                cascade_band=policy.cascade_band,
                 allowed_codes=tuple(c.code for c in policy.categories),
                 content_key=stable_key(prompt, policy.version, model_id, version),
                 resume_key=stable_key(conversation.conversation_id, level, index, policy.version, model_id, version),

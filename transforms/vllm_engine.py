@@ -180,7 +180,9 @@ class VllmEngine:
         """Prompt ids + the generated ids that make up the kept text + the suffix's ids."""
         prompt_ids, output_ids = continuation.completion.handle
         keep = continuation.completion.text[: continuation.keep_chars]
-        if keep == continuation.completion.text:
+        if continuation.keep_chars == 0:
+            kept_ids = []
+        elif keep == continuation.completion.text:
             kept_ids = list(output_ids)
         else:  # longest run of generated tokens whose text is a prefix of `keep`, then the rest re-encoded
             kept_ids, text = [], ""
