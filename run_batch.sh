@@ -2,7 +2,8 @@
 # The nightly entry point.
 #   ./run_batch.sh [--date YYYY-MM-DD] [--input GLOB]... [--output DIR] [any pipeline option...]
 # With no arguments: the shipped sample logs, the embedded default model, output in ./out.
-# Logs and progress go to stderr; the exit status is non-zero when the run fails or its accounting does not hold.
+# The terminal gets the job's own lines and progress (--verbose: everything); the full log is OUT/_runs/<run_id>.log.
+# The exit status says what kind of failure a run ended with (pipelines/exit_codes.py).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PYTHON="${RSAFE_PYTHON:-$HERE/.venv/bin/python}"
@@ -23,4 +24,4 @@ has_option input || args+=(--input "$HERE/samples/logs/*.parquet")
 has_option output || args+=(--output "$HERE/out")
 
 export PYTHONPATH="$HERE${PYTHONPATH:+:$PYTHONPATH}"
-exec "$PYTHON" -m pipelines.moderate "${args[@]}"
+exec "$PYTHON" -m pipelines.nightly "${args[@]}"

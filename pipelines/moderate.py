@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import logging
 import sys
-import uuid
 from collections.abc import Sequence
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from pipelines import accounting
+from pipelines.console import new_run_id
 from pipelines.exit_codes import AccountingError, exit_code_for
 from pipelines.job_plan import JobPlan
 from pipelines.manifest import RunManifest, count_rows_or_zero, mark_abandoned
@@ -196,7 +195,7 @@ def plan_job(options: ModerationOptions, engine_spec: EngineSpec | None = None) 
     check_column_map(input_files, column_map, read_file_schema)
     model = _model_label(engine_spec)
     output = options.output.rstrip("/")
-    run_id = options.run_id or dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+    run_id = options.run_id or new_run_id()
     context = RunContext(run_id=run_id, model=model, settings=settings)
     return JobPlan(
         input_files=input_files,

@@ -50,6 +50,11 @@ class ModerationOptions(PipelineOptions):
         add("since", type=_date, help="only conversations created on or after this UTC day (same values)")
         add("until", type=_date, help="only conversations created on or before this UTC day (same values)")
         add("run-id", help="run id (default: UTC timestamp + random suffix)")
+        parser.add_argument(
+            "--verbose",
+            action="store_true",
+            help="./run_batch.sh: show the engine's and Beam's logs on the terminal too (default: in the run's log)",
+        )
         add("model", help="HF model folder or hub id (default: the embedded SmolLM2-135M-Instruct)")
         add(
             "engine",

@@ -7,8 +7,10 @@ prefix cache. Identical units (same content key) are judged once and the verdict
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 
@@ -29,6 +31,29 @@ log = logging.getLogger(__name__)
 
 UnitGroup = tuple[str, Sequence[ModerationUnit]]  # (content key, the units sharing it)
 _SCORING_TOKENS = 8  # phase 2 appends `</think>\n\boxed{` and scores up to a few choice tokens
+
+
+PROGRESS_EVERY_S = 30.0
+
+
+@contextlib.contextmanager
+def progress_heartbeat(batch: int, done_before: int, every_s: float = PROGRESS_EVERY_S):
+    """While an engine call runs, log a line every `every_s` seconds: a long CPU batch must not look hung."""
+    stop = threading.Event()
+    started = time.monotonic()
+
+    def beat() -> None:
+        while not stop.wait(every_s):
+            log.info("judging a batch of %d unit(s): %.0f s so far (%d done before it in this worker)",
+                     batch, time.monotonic() - started, done_before)  # fmt: skip
+
+    thread = threading.Thread(target=beat, name="rsafe-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=1)
 
 
 class EngineHolder:
@@ -66,6 +91,8 @@ class JudgeUnitsDoFn(beam.DoFn):
         self._generation = 0
         self._holder: EngineHolder | None = None
         self._units_done = 0
+        self._tokens_done = 0
+        self._engine_seconds = 0.0
         self._batches = Metrics.counter("rsafe", "engine_batches")
         self._retries = Metrics.counter("rsafe", "engine_batch_retries")
         self._rebuilds = Metrics.counter("rsafe", "engine_rebuilds")
@@ -104,13 +131,20 @@ class JudgeUnitsDoFn(beam.DoFn):
             )
         processed_at = dt.datetime.now(dt.UTC)
         started = time.monotonic()
-        results = self._judge_with_retries(groups)
+        with progress_heartbeat(len(groups), self._units_done):
+            results = self._judge_with_retries(groups)
+        elapsed = time.monotonic() - started
         self._units_done += sum(len(units) for _, units in groups)
+        self._engine_seconds += elapsed
+        generated = sum(r.completion_tokens for _, r in results if not isinstance(r, Exception))
+        self._tokens_done += generated
         log.info(
-            "judged %d unit(s) in %.1fs (%d so far in this worker)",
+            "judged %d unit(s) in %.1f s: %d so far in this worker, %.2f units/s, %.0f generated tokens/s",
             len(groups),
-            time.monotonic() - started,
+            elapsed,
             self._units_done,
+            len(groups) / elapsed if elapsed else 0.0,
+            generated / elapsed if elapsed else 0.0,
         )
         for (content_key, units), result in results:
             if not isinstance(result, Exception):

@@ -1,0 +1,69 @@
+"""The nightly console: the job's own lines on the terminal, everything in the run's log file."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+from pathlib import Path
+
+from pipelines.console import _JobLinesOnly, tenant_table
+from transforms.judge_units import progress_heartbeat
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_run_batch_terminal_gets_the_jobs_lines_and_the_log_file_the_rest(tmp_path):
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [str(REPO / "run_batch.sh"), "--engine", "fake", "--output", str(out), "--run-id", "quiet"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    terminal = (done.stdout + done.stderr).splitlines()
+    assert len(terminal) <= 30, terminal
+    assert f"full log in {out}/_runs/quiet.log" in terminal[0]
+    assert any("succeeded" in line for line in terminal)
+    assert any(line.split()[-8:] and "acme-kids" in line for line in terminal)  # the per-tenant table
+    assert not any("apitools" in line or "WARNING apache_beam" in line for line in terminal)
+    log = (out / "_runs" / "quiet.log").read_text()
+    assert "judged" in log and len(log.splitlines()) >= len(terminal)
+    manifest = json.loads((out / "_runs" / "quiet.json").read_text())
+    assert manifest["status"] == "succeeded"
+
+
+def test_verbose_keeps_everything_on_the_terminal(tmp_path):
+    out = tmp_path / "out"
+    done = subprocess.run(
+        [str(REPO / "run_batch.sh"), "--engine", "fake", "--output", str(out), "--run-id", "loud", "--verbose"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "INFO transforms.judge_units: judged" in done.stderr
+
+
+def test_the_console_filter_keeps_job_lines_and_errors_only():
+    keep = _JobLinesOnly()
+
+    def record(name: str, level: int) -> logging.LogRecord:
+        return logging.LogRecord(name, level, __file__, 1, "m", None, None)
+
+    assert keep.filter(record("rsafe_batch", logging.INFO)) and keep.filter(record("transforms.units", logging.WARNING))
+    assert not keep.filter(record("vllm.engine", logging.WARNING)) and not keep.filter(record("rsafe_batch", 10))
+    assert keep.filter(record("apache_beam.runners", logging.ERROR))
+
+
+def test_progress_heartbeat_logs_while_a_batch_runs(caplog):
+    import time
+
+    with caplog.at_level(logging.INFO, logger="transforms.judge_units"), progress_heartbeat(8, 16, every_s=0.05):
+        time.sleep(0.3)
+    beats = [r.getMessage() for r in caplog.records if "judging a batch of 8" in r.getMessage()]
+    assert len(beats) >= 3 and "16 done before it" in beats[0]
+
+
+def test_tenant_table_sums_each_tenants_counts():
+    lines = tenant_table({"a": {"rows_to_units": 3, "rows_dead_lettered": 1, "units_made": 4, "verdict_safe": 3,
+                                "verdict_unsafe": 1}})  # fmt: skip
+    assert lines[0].split()[:3] == ["tenant", "rows", "units"]
+    assert lines[1].split()[:6] == ["a", "4", "4", "3", "1", "0"]
