@@ -111,7 +111,10 @@ class RunManifest:
             template_version=template_version(plan.template),
             input_files=list(plan.input_files),
             policies=used,
-            judge_settings=dataclasses.asdict(plan.context.settings),
+            judge_settings={
+                **dataclasses.asdict(plan.context.settings),
+                "calibration_version": plan.context.calibration.version if plan.context.calibration else None,
+            },
             dedup=plan.dedup,
             abandoned_runs=list(abandoned_runs or []),
         )

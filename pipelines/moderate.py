@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
 from pipelines import accounting
@@ -28,6 +29,7 @@ from pipelines.published import with_published
 from pipelines.run_lease import LeaseHeldError, take_lease
 from policies import DEFAULT_POLICY_DIR, DEFAULT_TENANTS_FILE, load_policy_registry
 from transforms.batching import BatchPerKeyDoFn
+from transforms.calibration import Calibration
 from transforms.column_map import check_column_map, parse_column_map
 from transforms.date_window import DateWindow
 from transforms.disk_index import release_indexes
@@ -196,7 +198,9 @@ def plan_job(options: ModerationOptions, engine_spec: EngineSpec | None = None) 
     model = _model_label(engine_spec)
     output = options.output.rstrip("/")
     run_id = options.run_id or new_run_id()
-    context = RunContext(run_id=run_id, model=model, settings=settings)
+    context = RunContext(
+        run_id=run_id, model=model, settings=settings, calibration=load_calibration(options.calibration)
+    )
     return JobPlan(
         input_files=input_files,
         output=output,
@@ -213,6 +217,17 @@ def plan_job(options: ModerationOptions, engine_spec: EngineSpec | None = None) 
         strict_input=options.strict_input,
         column_map=tuple(column_map.items()),
     )
+
+
+def load_calibration(path: str | None) -> Calibration | None:
+    """The `--calibration` file, checked before anything runs (a bad one is a usage error)."""
+    if not path:
+        return None
+    try:
+        with FileSystems.open(path) as handle:
+            return Calibration.from_json(handle.read().decode("utf-8"), path)
+    except OSError as exc:
+        raise ValueError(f"--calibration {path}: cannot read it: {exc}") from exc
 
 
 def _model_label(engine_spec: EngineSpec) -> str:

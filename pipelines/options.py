@@ -92,6 +92,7 @@ class ModerationOptions(PipelineOptions):
         add("reasoning-budget", type=int, default=128, help="phase-1 reasoning tokens (forced mode)")
         add("threshold", type=float, default=0.5, help="P(unsafe) at or above which the verdict is unsafe")
         add("review-band", type=_review_band, default=None, help="LOW,HIGH: P(unsafe) in it → review")
+        add("calibration", help="calibration file (python -m pipelines.calibrate): decide on calibrated P(unsafe)")
         add(
             "cascade-band",
             type=_review_band,

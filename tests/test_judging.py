@@ -11,7 +11,6 @@ import pytest
 from policies import load_policy_registry
 from transforms.engine import SamplingSettings
 from transforms.fake_engine import FakeEngineSpec
-from transforms.judge_units import verdict_row
 from transforms.judging import (
     BOX_OPEN,
     THINK_CLOSE,
@@ -25,6 +24,7 @@ from transforms.judging import (
 from transforms.prompts import render_prompt
 from transforms.records import Message, ModerationUnit
 from transforms.run_context import RunContext
+from transforms.verdict_rows import verdict_row
 
 REGISTRY = load_policy_registry()
 POLICY = REGISTRY.policy("rsafe-default")

@@ -13,7 +13,6 @@ import pytest
 from pipelines.moderate import run
 from scripts.generate_sample_logs import generate_conversations, write_canonical
 from transforms.engine import SamplingSettings
-from transforms.judge_units import verdict_row
 from transforms.judging import Judgement, JudgeSettings
 from transforms.records import ModerationUnit
 from transforms.run_context import RunContext
@@ -25,6 +24,7 @@ from transforms.verdict_cache import (
     load_cache,
     settings_key,
 )
+from transforms.verdict_rows import verdict_row
 from transforms.write_partitions import VERDICT_SCHEMA
 
 # Columns that say what was judged and what the engine answered (not when or by which run the row was written).

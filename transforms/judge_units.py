@@ -21,11 +21,12 @@ from apache_beam.utils import shared
 from transforms.counters import count
 from transforms.engine import EngineSpec, VerdictEngine
 from transforms.judgement_memo import JudgementMemo, Recalled
-from transforms.judging import Judgement, JudgeRequest, decide, judge_batch
+from transforms.judging import Judgement, JudgeRequest, judge_batch
 from transforms.records import DeadLetter, ModerationUnit
 from transforms.run_context import RunContext
 from transforms.units import DEAD_LETTER
 from transforms.verdict_cache import VerdictCache
+from transforms.verdict_rows import verdict_row
 
 log = logging.getLogger(__name__)
 
@@ -248,52 +249,6 @@ def unit_dead_letter(unit: ModerationUnit, kind: str, message: str) -> DeadLette
         turn_index=unit.turn_index,
         scope=unit.resume_key,  # the same unit under the same policy, model and template
     )
-
-
-def verdict_row(
-    unit: ModerationUnit,
-    judgement: Judgement,
-    context: RunContext,
-    processed_at: dt.datetime,
-    deduplicated: bool,
-    from_cache: bool = False,
-) -> dict:
-    """One output row: the unit, what the engine said, the tenant's decision, and how it was produced."""
-    on_unparsed = unit.on_truncated if judgement.outcome == "truncated" else unit.on_parse_error
-    return {
-        "conversation_id": unit.conversation_id,
-        "tenant_id": unit.tenant_id,
-        "date": unit.date,
-        "unit": unit.unit,
-        "turn_index": unit.turn_index,
-        "verdict": decide(judgement.outcome, judgement.p_unsafe, context.settings, on_unparsed),
-        "outcome": judgement.outcome,
-        "verdict_source": judgement.verdict_source,
-        "p_unsafe": judgement.p_unsafe,
-        "categories": list(judgement.categories),
-        "unknown_categories": list(judgement.unknown_categories),
-        "reasoning": judgement.reasoning,
-        "raw_output": judgement.raw_output,
-        "finish_reason": judgement.finish_reason,
-        "prompt_tokens": judgement.prompt_tokens,
-        "completion_tokens": judgement.completion_tokens,
-        "token_budget": judgement.token_budget,
-        "truncated_input": unit.truncated_input,
-        "context_turns_dropped": unit.context_turns_dropped,
-        "input_repairs": list(unit.input_repairs),
-        "deduplicated": deduplicated,
-        "from_cache": from_cache,
-        "model": context.model,
-        "policy_id": unit.policy_id,
-        "policy_version": unit.policy_version,
-        "template_version": unit.template_version,
-        "verdict_mode": context.settings.verdict_mode,
-        "source_file": unit.source_file,
-        "resume_key": unit.resume_key,
-        "content_key": unit.content_key,
-        "run_id": context.run_id,
-        "processed_at": processed_at,
-    }
 
 
 def group_units(units: Iterable[ModerationUnit]) -> list[ModerationUnit]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from transforms.calibration import Calibration
 from transforms.judging import JudgeSettings
 
 
@@ -14,3 +15,4 @@ class RunContext:
     run_id: str
     model: str
     settings: JudgeSettings
+    calibration: Calibration | None = None  # --calibration: decisions on the calibrated P(unsafe)

@@ -33,6 +33,8 @@ VERDICT_SCHEMA = pa.schema(
         ("outcome", pa.string()),
         ("verdict_source", pa.string()),
         ("p_unsafe", pa.float64()),
+        ("p_calibrated", pa.float64()),  # with --calibration: the probability the decision was taken on
+        ("calibration_version", pa.string()),
         ("categories", pa.list_(pa.string())),
         ("unknown_categories", pa.list_(pa.string())),
         ("reasoning", pa.string()),
