@@ -84,7 +84,7 @@ def _parse(module: str, args: list[str]) -> None:
         from policies.__main__ import build_parser
 
         build_parser().parse_args(args)
-    elif module in ("pipelines.export", "pipelines.report", "pipelines.review"):
+    elif module in ("pipelines.export", "pipelines.report", "pipelines.review", "pipelines.calibrate"):
         importlib.import_module(module).build_parser().parse_args(args)
     elif module == "pytest":
         markers = [args[i + 1] for i, a in enumerate(args) if a == "-m"]
