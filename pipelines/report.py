@@ -35,6 +35,7 @@ SECTIONS = (
     ("dead-letters", "Dead letters by kind"),
     ("cost", "Tokens per tenant (cost attribution)"),
     ("versions", "Models and policy versions in use"),
+    ("consistency", "Rationale consistency flags"),
     ("labels", "Reviewer labels: agreement with the guard"),
 )
 
@@ -129,6 +130,7 @@ def build_report(output: str, since: str | None = None, until: str | None = None
         "dead-letters": q.dead_letters_by_kind(scanned.errors),
         "cost": q.cost_by_tenant(scanned.verdicts),
         "versions": q.versions_in_use(scanned.verdicts),
+        "consistency": q.consistency_flags(scanned.verdicts),
         "labels": agreement(scan_labels(output)),
     }
     plots = {"mix": mix_plot(mix), "trend": trend_plot(trend), "p-unsafe": histogram_plot(histogram)}

@@ -180,3 +180,16 @@ def versions_in_use(verdicts: pl.LazyFrame) -> pl.DataFrame:
         )
         .collect()
     )
+
+
+def consistency_flags(verdicts: pl.LazyFrame) -> pl.DataFrame:
+    """Per tenant and flag: reasoned verdicts worth a second look (`consistency`: thought_cut, score_disagrees)."""
+    if "consistency" not in verdicts.collect_schema().names():
+        return pl.DataFrame(schema={"tenant": pl.String, "consistency": pl.String, "units": pl.UInt32})
+    return (
+        verdicts.filter(pl.col("consistency").is_not_null())
+        .group_by("tenant", "consistency")
+        .agg(units=pl.len())
+        .sort("tenant", "consistency")
+        .collect()
+    )

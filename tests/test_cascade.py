@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,26 @@ def test_the_job_counts_each_path_per_tenant(tmp_path):
     assert totals["cascade_score"] + totals["cascade_reasoned"] == totals["verdicts_written"]
     assert manifest.status == "succeeded" and not manifest.accounting_problems
     assert set(verdicts["verdict_mode"]) == {"cascade"}
+
+
+def test_consistency_flags_name_cut_thoughts_and_disagreeing_scores():
+    from transforms.judging import Judgement, consistency_flag
+
+    base = Judgement("safe", "model", 0.1, "r", "raw", "stop", 10, 5, 64)
+    assert consistency_flag(base) is None
+    cut = dataclasses.replace(base, verdict_source="forced", finish_reason="length")
+    assert consistency_flag(cut) == "thought_cut"
+    assert consistency_flag(dataclasses.replace(base, score_p_unsafe=0.95)) == "score_disagrees"
+    assert consistency_flag(dataclasses.replace(base, score_p_unsafe=0.55)) is None  # opposite side, but close
+
+
+def test_a_reasoned_cascade_unit_keeps_its_pass_one_score_and_a_flag_when_they_disagree(tmp_path):
+    out = tmp_path / "out"
+    spec = FakeEngineSpec(uncertain_words=("order",))
+    run(["--engine", "fake", "--input", str(REPO / "samples/logs/*.parquet"), "--output", str(out),
+         "--verdict-mode", "cascade", "--cascade-band", "0.0,1.0"], engine_spec=spec)  # fmt: skip
+    import polars as pl
+
+    rows = pl.read_parquet(out / "verdicts" / "**" / "*.parquet")
+    assert rows["score_p_unsafe"].null_count() == 0  # every unit reasoned, each with its pass-1 score
+    assert set(rows["consistency"].drop_nulls()) <= {"score_disagrees"}

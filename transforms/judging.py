@@ -78,6 +78,22 @@ class Judgement:
     token_budget: int
     categories: tuple[str, ...] = ()
     unknown_categories: tuple[str, ...] = ()
+    score_p_unsafe: float | None = None  # cascade: pass 1's reasoning-free P(unsafe) of a reasoned unit
+
+
+CONSISTENCY_GAP = 0.5  # reasoned vs reasoning-free P(unsafe) further apart than this: flagged
+
+
+def consistency_flag(judgement: Judgement) -> str | None:
+    """Why a reasoned verdict deserves a second look, or None: `thought_cut` (the budget cut the reasoning
+    before the verdict was forced), `score_disagrees` (the cascade's reasoning-free score and the reasoned verdict
+    fall on opposite sides of 0.5, more than `CONSISTENCY_GAP` apart)."""
+    if judgement.verdict_source == "forced" and judgement.finish_reason == "length":
+        return "thought_cut"
+    p, score = judgement.p_unsafe, judgement.score_p_unsafe
+    if p is not None and score is not None and (p >= 0.5) != (score >= 0.5) and abs(p - score) > CONSISTENCY_GAP:
+        return "score_disagrees"
+    return None
 
 
 def verdict_opening(generated: str) -> tuple[int, str]:
@@ -254,7 +270,7 @@ def _cascade(engine: VerdictEngine, requests: Sequence[JudgeRequest], settings: 
     judgements = []
     for index, (probe, p_unsafe) in enumerate(scored):
         if index in reasoned:
-            judgements.append(reasoned[index])
+            judgements.append(dataclasses.replace(reasoned[index], score_p_unsafe=p_unsafe))
             continue
         judgements.append(
             Judgement(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from transforms.judging import Judgement, decide
+from transforms.judging import Judgement, consistency_flag, decide
 from transforms.records import ModerationUnit
 from transforms.run_context import RunContext
 
@@ -34,6 +34,8 @@ def verdict_row(
         "verdict_source": judgement.verdict_source,
         "p_unsafe": judgement.p_unsafe,
         "p_calibrated": p_calibrated,
+        "score_p_unsafe": judgement.score_p_unsafe,
+        "consistency": consistency_flag(judgement),
         "calibration_version": calibration.version if calibration else None,
         "categories": list(judgement.categories),
         "unknown_categories": list(judgement.unknown_categories),

@@ -35,6 +35,8 @@ VERDICT_SCHEMA = pa.schema(
         ("p_unsafe", pa.float64()),
         ("p_calibrated", pa.float64()),  # with --calibration: the probability the decision was taken on
         ("calibration_version", pa.string()),
+        ("score_p_unsafe", pa.float64()),  # cascade: the reasoning-free pass-1 score of a reasoned unit
+        ("consistency", pa.string()),  # thought_cut | score_disagrees | null (transforms.judging.consistency_flag)
         ("categories", pa.list_(pa.string())),
         ("unknown_categories", pa.list_(pa.string())),
         ("reasoning", pa.string()),
