@@ -34,5 +34,6 @@ setup(
         "gpu": _requirements("gpu.txt"),
         "dev": _requirements("dev.txt"),
         "training": _requirements("training.txt"),
+        "dask": _requirements("dask.txt"),
     },
 )

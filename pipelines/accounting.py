@@ -1,4 +1,7 @@
-"""Nothing lost: per-tenant counters during the run and the equations checked at its end.
+"""Nothing lost: per-tenant counts during the run and the equations checked at its end.
+
+The counts are the run's books (`pipelines.books`: ledger records and footer counts the run publishes), the
+same on every runner; runner metrics are kept as telemetry.
 
 Rows: every input row read (counted from the Parquet footers) is in a conversation that became units, a
 dead-letter record, or a conversation of another day (`--date`).
@@ -17,6 +20,7 @@ import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 
 from transforms.counters import NAMESPACE, count
+from transforms.ledger import BundleLedger
 
 ROW_COUNTS = ("rows_to_units", "rows_dead_lettered", "rows_skipped")
 ALREADY_RECORDED = "dead_letters_already_recorded"
@@ -24,28 +28,47 @@ UNIT_COUNTS = ("units_made", "verdicts_written", "units_dead_lettered", "units_a
 
 
 class CountDeadLetters(beam.DoFn):
-    """Counts dead letters (their input rows, and units when it is a unit's) and passes on as rows those not
-    already published by an earlier run (`recorded`: their keys); those are counted as already recorded."""
+    """Counts dead letters (their input rows, and units when it is a unit's) in the run's ledger and passes on
+    as rows those not already published by an earlier run (`recorded`: their keys); those are counted as
+    already recorded. The published ones are counted by kind in the footers of the files they are written to."""
 
-    def __init__(self, recorded: frozenset[str] = frozenset()) -> None:
+    def __init__(self, output: str, run_id: str, step: str, recorded: frozenset[str] = frozenset()) -> None:
+        self._where = (output, run_id, f"dead-letters-{step}")
         self._recorded = recorded
+        self._ledger: BundleLedger | None = None
+
+    def start_bundle(self) -> None:
+        self._ledger = BundleLedger(*self._where)
+
+    def finish_bundle(self) -> None:
+        self._ledger.publish()
+
+    def _count(self, kind: str, tenant: str | None, amount: int = 1) -> None:
+        self._ledger.count(kind, tenant, amount)
+        count(kind, tenant, amount)  # runner metric: telemetry only
 
     def process(self, dead_letter) -> Iterator[dict]:
+        self._ledger.saw(dead_letter.key)
         if dead_letter.unit is not None:
-            count("units_dead_lettered", dead_letter.tenant_id)
+            self._count("units_dead_lettered", dead_letter.tenant_id)
         if dead_letter.rows:
-            count("rows_dead_lettered", dead_letter.tenant_id, dead_letter.rows)
+            self._count("rows_dead_lettered", dead_letter.tenant_id, dead_letter.rows)
         if dead_letter.key in self._recorded:
-            count(ALREADY_RECORDED, dead_letter.tenant_id)
+            self._count(ALREADY_RECORDED, dead_letter.tenant_id)
             return
         count(f"error:{dead_letter.error_kind}", dead_letter.tenant_id)
         yield dead_letter.to_row()
 
 
-def read_counters(result) -> dict[str, dict[str, int]]:
-    """{kind: {tenant: n}} from a finished pipeline's committed (else attempted) counters."""
+def read_counters(result) -> dict[str, dict[str, int]] | None:
+    """{kind: {tenant: n}} from a finished pipeline's committed (else attempted) counters: telemetry, not the
+    books (`pipelines.books`); None where the runner reports no metrics (Beam's DaskRunner raises)."""
     counters: dict[str, dict[str, int]] = defaultdict(dict)
-    for counter in result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]:
+    try:
+        queried = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]
+    except Exception:  # NotImplementedError on Dask; some portable runners report none
+        return None
+    for counter in queried:
         kind, _, tenant = counter.key.metric.name.partition("|")
         value = counter.committed if counter.committed is not None else counter.attempted
         counters[kind][tenant] = counters[kind].get(tenant, 0) + int(value)

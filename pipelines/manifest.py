@@ -95,6 +95,8 @@ class RunManifest:
     unknown_tenants: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     error: str | None = None
     abandoned_runs: list[str] = dataclasses.field(default_factory=list)  # earlier runs found never finished
+    # the runner's own counters (telemetry; None where it reports none): the books above are the run's own
+    runner_metrics: dict[str, dict[str, int]] | None = None
 
     @classmethod
     def start(cls, plan: JobPlan, options: Mapping[str, Any], abandoned_runs: list[str] | None = None) -> RunManifest:

@@ -4,7 +4,9 @@
 
 Runner: with no `--runner` (or `--runner DirectRunner`) the job runs on Beam's in-process FnApiRunner — the
 engine behind the DirectRunner — directly, skipping the DirectRunner's attempt to start the Prism runner,
-which would try to download its binary. Any other runner (Dataflow, Flink, Spark) is passed through to Beam.
+which would try to download its binary. `--runner DaskRunner` runs on Dask distributed (`pipelines.dask_support`);
+any other runner (Portable, Dataflow, Flink, Spark) is passed through to Beam (`pipelines.runners`). The books
+are kept by what the run publishes (`pipelines.books`), so the accounting holds on any of them.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from collections.abc import Sequence
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import accounting
+from pipelines.books import CountedMakeUnits, CountSkipped, SkipPublished, read_books
 from pipelines.console import new_run_id
 from pipelines.exit_codes import AccountingError, exit_code_for
 from pipelines.job_plan import JobPlan
@@ -27,6 +30,7 @@ from pipelines.manifest import RunManifest, count_rows_or_zero, mark_abandoned
 from pipelines.options import ModerationOptions, judge_settings
 from pipelines.published import with_published
 from pipelines.run_lease import LeaseHeldError, take_lease
+from pipelines.runners import import_runner_options, is_local, make_runner
 from policies import DEFAULT_POLICY_DIR, DEFAULT_TENANTS_FILE, load_policy_registry
 from transforms.batching import BatchPerKeyDoFn
 from transforms.calibration import Calibration
@@ -47,26 +51,11 @@ from transforms.read_logs import (
     read_file_schema,
 )
 from transforms.run_context import RunContext
-from transforms.units import MakeUnitsDoFn
 from transforms.verdict_cache import append_to_cache, open_cache
 from transforms.vllm_engine import VllmEngineSpec
 from transforms.write_partitions import WritePartitionsDoFn
 
 log = logging.getLogger("rsafe_batch")
-
-
-class _SkipPublished(beam.DoFn):
-    """Counts every unit made; drops (and counts) those whose verdict an earlier run already published."""
-
-    def __init__(self, done_keys: frozenset[str]) -> None:
-        self._done = done_keys
-
-    def process(self, unit):
-        accounting.count("units_made", unit.tenant_id)
-        if unit.resume_key in self._done:
-            accounting.count("units_already_done", unit.tenant_id)
-            return
-        yield unit
 
 
 def _count_verdict(row: dict) -> dict:
@@ -92,7 +81,7 @@ def _group_identical(units):
 
 def _write_dead_letters(name: str, dead_letters: beam.PCollection, plan: JobPlan) -> beam.PCollection:
     counted = dead_letters | f"Count{name}DeadLetters" >> beam.ParDo(
-        accounting.CountDeadLetters(plan.recorded_dead_letters)
+        accounting.CountDeadLetters(plan.output, plan.run_id, name, plan.recorded_dead_letters)
     )
     _ = counted | f"Write{name}Errors" >> beam.ParDo(WritePartitionsDoFn(plan.output, plan.run_id, "errors"))
     return counted
@@ -115,13 +104,11 @@ def build_pipeline(pipeline: beam.Pipeline, plan: JobPlan) -> dict:
         strict_input=plan.strict_input,
         column_map=dict(plan.column_map),
     )
-    _ = read[SKIPPED] | "CountSkipped" >> beam.Map(
-        lambda c: accounting.count("rows_skipped", c.tenant_id, c.source_rows)
-    )
+    _ = read[SKIPPED] | "CountSkipped" >> beam.ParDo(CountSkipped(plan.output, plan.run_id))
     made = read[CONVERSATIONS] | "MakeUnits" >> beam.ParDo(
-        MakeUnitsDoFn(plan.registry, plan.template, plan.context.model, plan.engine_spec)
+        CountedMakeUnits(plan.output, plan.run_id, plan.registry, plan.template, plan.context.model, plan.engine_spec)
     ).with_outputs(DEAD_LETTER, main="units")
-    fresh = made["units"] | "SkipPublished" >> beam.ParDo(_SkipPublished(plan.done_keys))
+    fresh = made["units"] | "SkipPublished" >> beam.ParDo(SkipPublished(plan.output, plan.run_id, plan.done_keys))
     if streaming:  # one group per unit: identical units meet in the judge step's memo
         keyed = fresh | "KeyByPolicy" >> beam.Map(lambda u: _key_by_policy((u.content_key, (u,))))
     else:
@@ -171,10 +158,7 @@ def resolve_dedup(options: PipelineOptions) -> str:
     chosen = options.view_as(ModerationOptions).dedup
     if chosen != "auto":
         return chosen
-    runner = options.view_as(StandardOptions).runner
-    workers = options.view_as(DirectOptions).direct_num_workers or 1
-    local = runner in (None, "DirectRunner", "FnApiRunner")
-    return "worker" if local and workers <= 1 else "shuffle"
+    return "worker" if is_local(options) else "shuffle"
 
 
 def plan_job(options: ModerationOptions, engine_spec: EngineSpec | None = None) -> JobPlan:
@@ -237,17 +221,10 @@ def _model_label(engine_spec: EngineSpec) -> str:
     return getattr(engine_spec, "model", None) or getattr(engine_spec, "model_name", type(engine_spec).__name__)
 
 
-def _runner(options: PipelineOptions):
-    name = options.view_as(StandardOptions).runner
-    if name in (None, "DirectRunner", "FnApiRunner"):
-        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-
-        return FnApiRunner()
-    return name
-
-
 def reject_unknown_args(argv: Sequence[str]) -> None:
-    """A misspelt option is an error, not something Beam silently discards."""
+    """A misspelt option is an error, not something Beam silently discards. The chosen runner's own options
+    (e.g. `--dask_client_address`) are known once its module is imported."""
+    import_runner_options(argv)
     parser = argparse.ArgumentParser(allow_abbrev=False, add_help=False)
     pending = list(PipelineOptions.__subclasses__())
     while pending:
@@ -276,11 +253,12 @@ def run(argv: Sequence[str] | None = None, engine_spec: EngineSpec | None = None
         log.info("run %s: %d input file(s) → %s", plan.run_id, len(plan.input_files), plan.output)
         try:
             rows_read = sum(count_rows_or_zero(path, count_rows_in_file) for path in plan.input_files)
-            with beam.Pipeline(runner=_runner(options), options=options) as pipeline:
+            with beam.Pipeline(runner=make_runner(options, job.dask_workers), options=options) as pipeline:
                 build_pipeline(pipeline, plan)
             if lease.lost:
                 raise LeaseHeldError(f"lost the output's lease during the run: {lease.lost}")
-            manifest.finish(rows_read, accounting.read_counters(pipeline.result), plan.registry.likely_typo_of)
+            manifest.runner_metrics = accounting.read_counters(pipeline.result)
+            manifest.finish(rows_read, read_books(plan.output, plan.run_id), plan.registry.likely_typo_of)
         except BaseException as exc:
             manifest.fail(exc)
             raise

@@ -142,6 +142,13 @@ class ModerationOptions(PipelineOptions):
             "verdict-cache",
             help="folder (local, gs://, s3://) of judgements kept across runs: content judged before is not re-run",
         )
+        add(
+            "dask-workers",
+            type=int,
+            default=2,
+            help="--runner DaskRunner without --dask_client_address: worker processes of the local Dask cluster "
+            "(one engine each)",
+        )
 
 
 def judge_settings(options: ModerationOptions) -> JudgeSettings:

@@ -14,7 +14,15 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SCRIPTS = ("plumbing_scale", "overhead_vs_raw", "prefix_reuse", "dedup", "engine_settings", "guard_serving")
+SCRIPTS = (
+    "plumbing_scale",
+    "overhead_vs_raw",
+    "prefix_reuse",
+    "dedup",
+    "engine_settings",
+    "guard_serving",
+    "dask_plumbing",
+)
 
 
 def run_script(name: str, *args: str, out: Path, timeout: int) -> dict:
@@ -48,6 +56,12 @@ def test_plumbing_scale_smoke(tmp_path):
         assert {"rows_read", "units", "verdicts", "wall_s", "cpu_s", "rows_per_s", "peak_rss_mb"} <= run.keys()
         assert run["rows_read"] == run["rows"] and run["verdicts"] > 0
     assert {"rows_per_s", "rows_per_s_target", "rows_per_s_met", "memory_drift", "memory_flat_met"} <= result.keys()
+
+
+def test_dask_plumbing_smoke(tmp_path):
+    result = run_script("dask_plumbing", "--smoke", out=tmp_path / "dask.json", timeout=300)
+    assert_common_keys(result, "dask_plumbing")
+    assert {r["runner"] for r in result["runs"]} == {"in-process", "dask-1", "dask-2"}
 
 
 def test_dedup_smoke_on_the_fake_engine(tmp_path):

@@ -336,7 +336,8 @@ def test_fake_engine_path_unsafe_tenant_stays_inside_output(crafted_run):
     # nothing was written outside OUTPUT
     assert sorted(p.name for p in base.iterdir()) == ["in", "sub"]
     assert [p.name for p in (base / "sub").iterdir()] == ["out"]
-    assert sorted(p.name for p in out.iterdir()) == ["_lease.json", "_runs", "_staging", "errors", "verdicts"]
+    expected = ["_lease.json", "_ledger", "_runs", "_staging", "errors", "verdicts"]
+    assert sorted(p.name for p in out.iterdir()) == expected
     assert not list(base.parent.glob("evil*")) and not Path("/tmp/evil-abs").exists()
     for folder in (out / "verdicts").iterdir():
         assert folder.name.startswith("tenant=") and tenant_id_problem(folder.name.removeprefix("tenant=")) is None

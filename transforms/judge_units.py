@@ -21,7 +21,7 @@ from apache_beam.utils import shared
 from transforms.counters import count
 from transforms.engine import EngineSpec, VerdictEngine
 from transforms.judgement_memo import JudgementMemo, Recalled
-from transforms.judging import Judgement, JudgeRequest, consistency_flag, judge_batch
+from transforms.judging import Judgement, JudgeRequest, judge_batch
 from transforms.records import DeadLetter, ModerationUnit
 from transforms.run_context import RunContext
 from transforms.units import DEAD_LETTER
@@ -157,11 +157,6 @@ class JudgeUnitsDoFn(beam.DoFn):
                     continue
                 if position:
                     self._deduplicated.inc()
-                if flag := consistency_flag(result):
-                    count(f"consistency_{flag}", unit.tenant_id)
-                if self._context.settings.verdict_mode == "cascade":  # which path each judged unit took
-                    path = "score" if result.verdict_source == "score" else "reasoned"
-                    count(f"cascade_{path}", unit.tenant_id)
                 yield verdict_row(unit, result, self._context, processed_at, deduplicated=position > 0)
 
     def _recalled_rows(self, units: Sequence[ModerationUnit], recalled: Recalled) -> Iterator[dict]:

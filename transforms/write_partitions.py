@@ -6,11 +6,16 @@ Layout (`OUTPUT` local or any Beam filesystem):
 Each file is written under `OUTPUT/_staging/<run_id>/` and renamed into its partition only once complete, so a
 reader never sees a half-written file, and a killed run keeps every verdict it published (a rerun resumes from
 them). A partition is complete for a run once `OUTPUT/_runs/<run_id>.json` says `"status": "succeeded"`.
+
+Each file is named by a digest of its rows' keys (`resume_key`, `dead_letter_key`) and carries the counts of its
+own rows in its footer (`transforms.ledger.COUNTS_KEY`): the run's books are read back from what it published,
+and a bundle a runner re-executes replaces the files it published the first time instead of adding copies.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 import uuid
 from collections import defaultdict
@@ -21,6 +26,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
+
+from transforms.ledger import COUNTS_KEY, ensure_folder, key_digest
 
 _TS = pa.timestamp("us", tz="UTC")
 VERDICT_SCHEMA = pa.schema(
@@ -93,27 +100,44 @@ def error_partition(output: str, run_date: str) -> str:
     return FileSystems.join(output, "errors", f"date={run_date}")
 
 
-def publish_table(table: pa.Table, output: str, run_id: str, folder: str) -> str:
-    """Write `table` to staging, then rename it into `folder`; returns the published path."""
-    name = f"part-{run_id}-{uuid.uuid4().hex[:12]}.parquet"
-    staged = FileSystems.join(output, "_staging", run_id, name)
+def publish_table(table: pa.Table, output: str, run_id: str, folder: str, digest: str | None = None) -> str:
+    """Write `table` to staging, then rename it into `folder` as `part-<run_id>-<digest>.parquet` (a random
+    name without `digest`; with it, a file of the same rows a re-executed bundle published is replaced);
+    returns the published path."""
+    name = f"part-{run_id}-{digest or uuid.uuid4().hex[:12]}.parquet"
+    staged = FileSystems.join(output, "_staging", run_id, f"{uuid.uuid4().hex[:12]}-{name}")
     final = FileSystems.join(folder, name)
     for path in (staged, final):
-        _ensure_folder(path.rsplit("/", 1)[0])
+        ensure_folder(path.rsplit("/", 1)[0])
     with FileSystems.create(staged) as handle:
         pq.write_table(table, handle, compression="zstd")
     FileSystems.rename([staged], [final])
     return final
 
 
-def _ensure_folder(folder: str) -> None:
-    if "://" in folder or FileSystems.exists(folder):  # object stores have no folders to make
-        return
-    try:
-        FileSystems.mkdirs(folder)
-    except OSError:  # made meanwhile by another worker
-        if not FileSystems.exists(folder):
-            raise
+def file_counts(kind: str, rows: list[dict]) -> dict[str, dict[str, int]]:
+    """The counts a published file carries of its own rows: {kind: {tenant: n}}."""
+    counts: dict[str, dict[str, int]] = defaultdict(dict)
+
+    def add(name: str, tenant: str | None) -> None:
+        tenant = tenant or "?"
+        counts[name][tenant] = counts[name].get(tenant, 0) + 1
+
+    for row in rows:
+        if kind == "verdicts":
+            add("verdicts_written", row["tenant_id"])
+            add(f"verdict_{row['verdict']}", row["tenant_id"])
+            if row["from_cache"]:
+                add("units_from_cache", row["tenant_id"])
+            if row["deduplicated"]:
+                add("units_deduplicated", row["tenant_id"])
+            if row.get("verdict_mode") == "cascade":  # which path the unit took
+                add("cascade_score" if row["verdict_source"] == "score" else "cascade_reasoned", row["tenant_id"])
+            if row.get("consistency"):
+                add(f"consistency_{row['consistency']}", row["tenant_id"])
+        else:
+            add(f"error:{row['error_kind']}", row["tenant_id"])
+    return dict(counts)
 
 
 class WritePartitionsDoFn(beam.DoFn):
@@ -125,6 +149,7 @@ class WritePartitionsDoFn(beam.DoFn):
         self._output, self._run_id, self._kind = output, run_id, kind
         self._flush_rows, self._flush_seconds = flush_rows, flush_seconds
         self._schema = VERDICT_SCHEMA if kind == "verdicts" else ERROR_SCHEMA
+        self._key_column = "resume_key" if kind == "verdicts" else "dead_letter_key"
         self._written = Metrics.counter("rsafe", f"{kind}_rows_written")
         self._files = Metrics.counter("rsafe", f"{kind}_files_written")
         self._folders: dict[tuple[str, ...], str] = {}  # partition key → folder path
@@ -162,8 +187,10 @@ class WritePartitionsDoFn(beam.DoFn):
 
     def _flush(self, folder: str) -> str:
         rows = self._buffers.pop(folder)
-        table = pa.Table.from_pylist(rows, schema=self._schema)
-        path = publish_table(table, self._output, self._run_id, folder)
+        counts = json.dumps(file_counts(self._kind, rows), sort_keys=True).encode()
+        table = pa.Table.from_pylist(rows, schema=self._schema.with_metadata({COUNTS_KEY: counts}))
+        digest, _ = key_digest(row[self._key_column] for row in rows)
+        path = publish_table(table, self._output, self._run_id, folder, digest[:20])
         self._written.inc(len(rows))
         self._files.inc()
         self._last_flush = time.monotonic()
