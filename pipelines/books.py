@@ -16,8 +16,9 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import TaggedOutput
 
-from transforms.counters import UNKNOWN_TENANT_COUNTER, count
+from transforms.counters import REPAIR_COUNTER_PREFIX, UNKNOWN_TENANT_COUNTER, count
 from transforms.ledger import COUNTS_KEY, BundleLedger, Counts, add_counts, ledger_folder
+from transforms.normalise import repair_kinds
 from transforms.records import Conversation, ModerationUnit
 from transforms.units import MakeUnitsDoFn
 
@@ -96,6 +97,8 @@ class CountedMakeUnits(MakeUnitsDoFn):
             yield output
         if made:
             self._ledger.count("rows_to_units", conversation.tenant_id, conversation.source_rows)
+            for kind in sorted(repair_kinds(conversation.input_repairs)):  # judged conversations with a repair
+                self._ledger.count(f"{REPAIR_COUNTER_PREFIX}{kind}", conversation.tenant_id)
 
     def _note_unknown_tenant(self, tenant_id: str, policy_id: str) -> None:
         self._ledger.count(UNKNOWN_TENANT_COUNTER, tenant_id)
