@@ -133,6 +133,9 @@ def test_readme_policy_commands_run(tmp_path):
             assert "How do I bake bread?" in done.stdout and "<think>" not in done.stdout.split("User:")[0]
 
 
+CLUSTER_ONLY = ("dask_kubernetes", "dask_jobqueue")
+
+
 def test_readme_python_blocks_run_on_a_real_output(tmp_path, monkeypatch):
     """The Polars snippets (the quick query and the report's queries) run as written against `out/`."""
     from pipelines.moderate import run
@@ -141,8 +144,13 @@ def test_readme_python_blocks_run_on_a_real_output(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     blocks = [body for lang, body in BLOCKS if lang == "python"]
     assert len(blocks) >= 2
+    report = None
     for body in blocks:
+        code = compile(body, "README.md", "exec")  # every block is valid Python
+        if any(f"import {m}" in body or f"from {m}" in body for m in CLUSTER_ONLY):
+            continue  # a deployment recipe for a cluster this machine has not got: compiled, not run
         namespace: dict = {}
-        exec(compile(body, "README.md", "exec"), namespace)
-    units = namespace["v"].select(pl.len()).collect().item()
-    assert namespace["mix"]["units"].sum() == units > 0
+        exec(code, namespace)
+        report = namespace if "mix" in namespace else report
+    units = report["v"].select(pl.len()).collect().item()
+    assert report["mix"]["units"].sum() == units > 0
