@@ -21,7 +21,7 @@ SAMPLES = str(pathlib.Path(__file__).resolve().parents[1] / "samples" / "logs" /
 
 def test_real_engine_sample_logs_on_two_dask_workers(tmp_path):
     argv = ["--input", SAMPLES, "--output", str(tmp_path), "--run-id", "dask-real"]
-    run([*argv, "--runner", "DaskRunner", "--dask-workers", "2", "--kv-cache-gib", "0.5"])
+    run([*argv, "--runner", "DaskRunner", "--dask-workers", "2", "--kv-cache-gib", "0.5", "--max-tokens", "64"])
     manifest = read_manifest(tmp_path, "dask-real")
     assert_books_balance(manifest)
     verdicts = pl.read_parquet(tmp_path / "verdicts" / "**" / "*.parquet")
