@@ -40,6 +40,7 @@ from transforms.disk_index import release_indexes
 from transforms.engine import EngineSpec
 from transforms.fake_engine import FakeEngineSpec
 from transforms.judge_units import JudgeUnitsDoFn, UnitGroup, group_units
+from transforms.progress import PROGRESS
 from transforms.read_logs import (
     CONVERSATIONS,
     DEAD_LETTER,
@@ -253,6 +254,7 @@ def run(argv: Sequence[str] | None = None, engine_spec: EngineSpec | None = None
         log.info("run %s: %d input file(s) → %s", plan.run_id, len(plan.input_files), plan.output)
         try:
             rows_read = sum(count_rows_or_zero(path, count_rows_in_file) for path in plan.input_files)
+            PROGRESS.start(rows_read)
             with beam.Pipeline(runner=make_runner(options, job.dask_workers), options=options) as pipeline:
                 build_pipeline(pipeline, plan)
             if lease.lost:

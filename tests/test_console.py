@@ -67,3 +67,19 @@ def test_tenant_table_sums_each_tenants_counts():
                                 "verdict_unsafe": 1}})  # fmt: skip
     assert lines[0].split()[:3] == ["tenant", "rows", "units"]
     assert lines[1].split()[:6] == ["a", "4", "4", "3", "1", "0"]
+
+
+def test_progress_estimates_the_units_planned_and_the_time_left(monkeypatch):
+    from transforms import progress as module
+
+    clock = iter([100.0, 110.0, 110.0])
+    monkeypatch.setattr(module.time, "monotonic", lambda: next(clock))
+    tally = module.Progress()
+    tally.start(rows_total=100)  # t = 100
+    tally.saw(rows=50, units=60)
+    tally.judged(30)
+    assert tally.planned() == (120, False)  # half the rows made 60 units: ~120 planned
+    assert tally.eta_seconds() == 30.0  # 30 judged in 10 s, 90 to go
+    assert tally.describe() == "30/~120 units, ETA 0m30s"
+    tally.saw(rows=50, units=50)
+    assert tally.planned() == (110, True)

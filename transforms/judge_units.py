@@ -22,6 +22,7 @@ from transforms.counters import count
 from transforms.engine import EngineSpec, VerdictEngine
 from transforms.judgement_memo import JudgementMemo, Recalled
 from transforms.judging import Judgement, JudgeRequest, judge_batch
+from transforms.progress import PROGRESS
 from transforms.records import DeadLetter, ModerationUnit
 from transforms.run_context import RunContext
 from transforms.units import DEAD_LETTER
@@ -45,8 +46,8 @@ def progress_heartbeat(batch: int, done_before: int, every_s: float = PROGRESS_E
 
     def beat() -> None:
         while not stop.wait(every_s):
-            log.info("judging a batch of %d unit(s): %.0f s so far (%d done before it in this worker)",
-                     batch, time.monotonic() - started, done_before)  # fmt: skip
+            log.info("judging a batch of %d unit(s): %.0f s so far (%d done before it in this worker; %s)",
+                     batch, time.monotonic() - started, done_before, PROGRESS.describe())  # fmt: skip
 
     thread = threading.Thread(target=beat, name="rsafe-progress", daemon=True)
     thread.start()
@@ -136,14 +137,15 @@ class JudgeUnitsDoFn(beam.DoFn):
             results = self._judge_with_retries(groups)
         elapsed = time.monotonic() - started
         self._units_done += sum(len(units) for _, units in groups)
+        PROGRESS.judged(len(groups))
         self._engine_seconds += elapsed
         generated = sum(r.completion_tokens for _, r in results if not isinstance(r, Exception))
         self._tokens_done += generated
         log.info(
-            "judged %d unit(s) in %.1f s: %d so far in this worker, %.2f units/s, %.0f generated tokens/s",
+            "judged %d unit(s) in %.1f s: %s, %.2f units/s, %.0f generated tokens/s",
             len(groups),
             elapsed,
-            self._units_done,
+            PROGRESS.describe(),
             len(groups) / elapsed if elapsed else 0.0,
             generated / elapsed if elapsed else 0.0,
         )

@@ -12,6 +12,7 @@ from policies import PolicyRegistry, ResolvedPolicy, tenant_id_problem
 from transforms.counters import REPAIR_COUNTER_PREFIX, UNKNOWN_TENANT_COUNTER, count
 from transforms.engine import EngineSpec
 from transforms.normalise import repair_kinds
+from transforms.progress import PROGRESS
 from transforms.prompts import fit_conversation, render_from_lines, template_version
 from transforms.records import DEAD_LETTER, Conversation, DeadLetter, Message, ModerationUnit
 
@@ -130,6 +131,7 @@ class MakeUnitsDoFn(beam.DoFn):
             )
             return
         count("rows_to_units", conversation.tenant_id, conversation.source_rows)
+        PROGRESS.saw(conversation.source_rows, len(units))
         for kind in sorted(repair_kinds(conversation.input_repairs)):  # conversations judged with such a repair
             count(f"{REPAIR_COUNTER_PREFIX}{kind}", conversation.tenant_id)
         yield from units
