@@ -16,12 +16,14 @@ from tests.test_pipeline_fake_engine import assert_books_balance, read_manifest
 pytestmark = pytest.mark.real_engine
 pytest.importorskip("distributed")
 
-SAMPLES = str(pathlib.Path(__file__).resolve().parents[1] / "samples" / "logs" / "*.parquet")
+SAMPLES = str(pathlib.Path(__file__).resolve().parents[1] / "samples" / "logs" / "conversations-*.parquet")
+# two files (two Dask partitions, so both workers' engines take part), 31 rows: on 2 shared cores the full sample
+# with 64-token answers took 626 s; this keeps the test to a few minutes
 
 
 def test_real_engine_sample_logs_on_two_dask_workers(tmp_path):
     argv = ["--input", SAMPLES, "--output", str(tmp_path), "--run-id", "dask-real"]
-    run([*argv, "--runner", "DaskRunner", "--dask-workers", "2", "--kv-cache-gib", "0.5", "--max-tokens", "64"])
+    run([*argv, "--runner", "DaskRunner", "--dask-workers", "2", "--kv-cache-gib", "0.5", "--max-tokens", "32"])
     manifest = read_manifest(tmp_path, "dask-real")
     assert_books_balance(manifest)
     verdicts = pl.read_parquet(tmp_path / "verdicts" / "**" / "*.parquet")
