@@ -26,6 +26,7 @@ from pathlib import Path
 
 import polars as pl
 
+from pipelines.report_queries import scan_output
 from policies import DEFAULT_POLICY_DIR, load_policies
 from policies.model import MODERATION_API_CATEGORIES
 
@@ -33,11 +34,6 @@ AUDIT_COLUMNS = (
     "conversation_id", "tenant_id", "unit", "turn_index", "verdict", "outcome", "policy_id", "policy_version",
     "run_id", "processed_at",
 )  # fmt: skip
-
-
-def scan_verdicts(output: str) -> pl.LazyFrame:
-    """Every published verdict row under `output` (tenant and date from the partition path)."""
-    return pl.scan_parquet(f"{output.rstrip('/')}/verdicts/**/*.parquet", hive_partitioning=True)
 
 
 def code_mappings(policy_paths: Sequence[str] = (str(DEFAULT_POLICY_DIR),)) -> dict[str, dict[str, list[str]]]:
@@ -81,17 +77,6 @@ def to_openai_moderation(
     )
 
 
-def _filtered(frame: pl.LazyFrame, tenants: Sequence[str], since: str | None, until: str | None) -> pl.LazyFrame:
-    day = pl.col("date").cast(pl.String)
-    if tenants:
-        frame = frame.filter(pl.col("tenant_id").is_in(list(tenants)))
-    if since:
-        frame = frame.filter(day >= since)
-    if until:
-        frame = frame.filter(day <= until)
-    return frame
-
-
 def write_records(records: pl.DataFrame, to: str) -> None:
     """JSONL (one result object per line), or Parquet for a `.parquet` target."""
     if to.endswith(".parquet"):
@@ -121,7 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not list(Path(args.output).glob("verdicts/**/*.parquet")) and "://" not in args.output:
         parser.error(f"{args.output}: no verdict files under verdicts/ (is it the job's output folder?)")
-    frame = _filtered(scan_verdicts(args.output), args.tenant, args.since, args.until)
+    frame = scan_output(args.output, args.since, args.until).verdicts
+    if args.tenant:
+        frame = frame.filter(pl.col("tenant_id").is_in(args.tenant))
     mappings = code_mappings(args.policies or [str(DEFAULT_POLICY_DIR)])
     records = to_openai_moderation(frame, mappings, args.include_review).collect()
     write_records(records, args.to)

@@ -15,6 +15,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipelines import accounting
 from pipelines.job_plan import JobPlan
 from transforms.counters import REPAIR_COUNTER_PREFIX, UNKNOWN_TENANT_COUNTER
+from transforms.ledger import ensure_folder
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +50,7 @@ def mark_abandoned(output: str, by_run_id: str) -> list[str]:
 
 def _write_json(path: str, record: dict) -> None:
     """Replace the JSON file at `path` through a staged copy (readers see the old or the new file)."""
-    folder = path.rsplit("/", 1)[0]
-    if "://" not in folder and not FileSystems.exists(folder):
-        FileSystems.mkdirs(folder)
+    ensure_folder(path.rsplit("/", 1)[0])
     staged = path + ".tmp"
     with FileSystems.create(staged) as handle:
         handle.write(json.dumps(record, indent=2, sort_keys=True, default=str).encode())

@@ -33,6 +33,8 @@ import uuid
 
 from apache_beam.io.filesystems import FileSystems
 
+from transforms.ledger import ensure_folder
+
 log = logging.getLogger(__name__)
 LEASE_FILE = "_lease.json"
 
@@ -231,9 +233,7 @@ def _read(path: str) -> LeaseHolder | None:
 
 
 def _write(path: str, holder: LeaseHolder) -> None:
-    folder = path.rsplit("/", 1)[0]
-    if "://" not in folder and not FileSystems.exists(folder):
-        FileSystems.mkdirs(folder)
+    ensure_folder(path.rsplit("/", 1)[0])
     with FileSystems.create(path) as handle:
         handle.write(holder.to_json())
 
