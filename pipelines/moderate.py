@@ -243,6 +243,7 @@ def run(argv: Sequence[str] | None = None, engine_spec: EngineSpec | None = None
     argv = list(argv) if argv is not None else sys.argv[1:]
     reject_unknown_args(argv)
     options = PipelineOptions(argv)
+    FileSystems.set_options(options)  # the launcher lists inputs and takes the lease before Beam would set them
     job = options.view_as(ModerationOptions)
     plan = plan_job(job, engine_spec)
     if job.wait_for_lock < 0 or job.lease_ttl <= 0:

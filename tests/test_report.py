@@ -4,9 +4,14 @@ a real run's output."""
 from __future__ import annotations
 
 import datetime as dt
+import html
+import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
+import matplotlib.image as matplotlib_image
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -102,3 +107,49 @@ def test_the_report_of_a_real_run_has_every_section_and_its_plots(tmp_path):
     assert report["tables"]["dead-letters"]["records"].sum() == sum(manifest.error_counts.values())
     assert md_path.read_text().count("](report_files/") == 3
     assert all((tmp_path / "report_files" / f"{k}.png").stat().st_size > 1000 for k in ("mix", "trend", "p-unsafe"))
+
+
+def _browser() -> str | None:
+    """A Chromium binary (Debian's `chromium-headless-shell` from scripts/install.sh, or a full Chromium)."""
+    names = ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome")
+    return next((path for name in names if (path := shutil.which(name))), None)
+
+
+PROBE = """<script>window.addEventListener('load', () => {
+  const images = [...document.images];
+  document.body.setAttribute('data-probe', JSON.stringify({
+    sections: [...document.querySelectorAll('section')].map(s => s.id),
+    headings: [...document.querySelectorAll('h2')].map(h => h.textContent),
+    tables: document.querySelectorAll('table').length,
+    images: images.map(i => [i.complete, i.naturalWidth, i.naturalHeight]),
+  }));
+});</script>"""
+
+
+def test_the_report_renders_in_a_headless_browser_offline(nights, tmp_path):
+    """The multi-night report in a real Chromium, with every host unresolvable (offline): every section is
+    there, every image decodes, and a full-page screenshot is a real picture, not a blank page."""
+    browser = _browser()
+    if browser is None:
+        pytest.skip("no Chromium on this machine (scripts/install.sh installs Debian's chromium-headless-shell)")
+    html_path = tmp_path / "report.html"
+    assert main([str(nights), "--html", str(html_path)]) == 0
+    probe = tmp_path / "probe.html"
+    probe.write_text(html_path.read_text().replace("</body>", PROBE + "</body>"))
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--host-resolver-rules=MAP * ~NOTFOUND",
+             f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
+    dom = subprocess.run([*flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
+    found = re.search(r'data-probe="([^"]*)"', dom.stdout)
+    assert found, f"the page did not load in {browser}: {dom.stderr[-2000:]}"
+    seen = json.loads(html.unescape(found.group(1)))
+    assert seen["sections"] == [key for key, _ in SECTIONS]
+    assert seen["headings"] == [heading for _, heading in SECTIONS]
+    assert seen["tables"] == html_path.read_text().count("<table") >= 5  # every table the page has, laid out
+    assert len(seen["images"]) == 3 and all(done and w >= 200 and h >= 100 for done, w, h in seen["images"])
+
+    shot = tmp_path / "report.png"
+    subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1280,4000", html_path.as_uri()],
+                   capture_output=True, timeout=120, check=True)  # fmt: skip
+    pixels = matplotlib_image.imread(shot)
+    assert pixels.shape[:2] == (4000, 1280)
+    assert pixels[..., :3].std() > 0.05  # text, tables and plots, not an empty page
