@@ -68,8 +68,9 @@ def quiet_console(log_path: Path, verbose: bool = False) -> TextIO:
     return terminal
 
 
-def tenant_table(per_tenant: dict[str, dict[str, int]]) -> list[str]:
-    """The run summary's per-tenant lines: rows, units, verdict mix, dead letters, cache hits, reuse."""
+def tenant_table(per_tenant: dict[str, dict[str, int]], tokens: dict[str, int] | None = None) -> list[str]:
+    """The run summary's per-tenant lines: rows, units, verdict mix, dead letters, cache hits, reuse, and (when
+    given) the prompt + generated tokens the engine spent on the tenant's units this run."""
     columns = [
         ("rows", ("rows_to_units", "rows_dead_lettered", "rows_skipped")),
         ("units", ("units_made",)),
@@ -81,8 +82,11 @@ def tenant_table(per_tenant: dict[str, dict[str, int]]) -> list[str]:
         ("cached", ("units_from_cache",)),
     ]
     width = max([len("tenant"), *(len(t) for t in per_tenant)])
-    lines = ["  ".join([f"{'tenant':<{width}}", *(f"{name:>11}" for name, _ in columns)])]
+    names = [name for name, _ in columns] + (["tokens"] if tokens is not None else [])
+    lines = ["  ".join([f"{'tenant':<{width}}", *(f"{name:>11}" for name in names)])]
     for tenant, counts in sorted(per_tenant.items()):
         cells = [f"{sum(counts.get(k, 0) for k in keys):>11}" for _, keys in columns]
+        if tokens is not None:
+            cells.append(f"{tokens.get(tenant, 0):>11}")
         lines.append("  ".join([f"{tenant or '(none)':<{width}}", *cells]))
     return lines

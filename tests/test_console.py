@@ -7,6 +7,8 @@ import logging
 import subprocess
 from pathlib import Path
 
+import polars as pl
+
 from pipelines.console import _JobLinesOnly, tenant_table
 from transforms.judge_units import progress_heartbeat
 
@@ -30,6 +32,13 @@ def test_run_batch_terminal_gets_the_jobs_lines_and_the_log_file_the_rest(tmp_pa
     assert "judged" in log and len(log.splitlines()) >= len(terminal)
     manifest = json.loads((out / "_runs" / "quiet.json").read_text())
     assert manifest["status"] == "succeeded"
+    # the tokens column: prompt + generated tokens of the units this run judged (reused ones cost none)
+    header = next(line.split() for line in terminal if {"tenant", "rows", "units"} <= set(line.split()))
+    assert header[-1] == "tokens"
+    verdicts = pl.scan_parquet(f"{out}/verdicts/**/*.parquet", hive_partitioning=True).collect()
+    fresh = verdicts.filter(~pl.col("deduplicated") & ~pl.col("from_cache") & (pl.col("tenant") == "acme-kids"))
+    row = next(line for line in terminal if " acme-kids " in f" {line} ")
+    assert int(row.split()[-1]) == fresh["prompt_tokens"].sum() + fresh["completion_tokens"].sum() > 0
 
 
 def test_verbose_keeps_everything_on_the_terminal(tmp_path):

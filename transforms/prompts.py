@@ -188,10 +188,13 @@ def fit_conversation(
     def total(candidate: Sequence[str]) -> int:
         return count_tokens("\n\n".join(candidate))
 
-    dropped = 0
-    while total(_with_marker(lines, dropped)) > budget_tokens and len(lines) > keep:
+    dropped, size = 0, total(lines)
+    while size > budget_tokens and len(lines) > keep:
         lines.pop(0)
         dropped += 1
+        size = total(_with_marker(lines, dropped))
+    if size <= budget_tokens:  # the common case: counted once, nothing to shorten
+        return FittedConversation(tuple(_with_marker(lines, dropped)), dropped, False)
     judged_cut = False
     roles = [m.role for m in turns[dropped:]]
     order = sorted((i for i, r in enumerate(roles[:-1]) if r in _CONTEXT_ROLES), key=lambda i: -len(lines[i]))
