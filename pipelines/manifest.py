@@ -14,7 +14,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines import accounting
 from pipelines.job_plan import JobPlan
-from transforms.counters import REPAIR_COUNTER_PREFIX, UNKNOWN_TENANT_COUNTER
+from transforms.counters import ENGINE_MS, REPAIR_COUNTER_PREFIX, UNKNOWN_TENANT_COUNTER
 from transforms.ledger import ensure_folder
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,7 @@ class RunManifest:
     abandoned_runs: list[str] = dataclasses.field(default_factory=list)  # earlier runs found never finished
     # the runner's own counters (telemetry; None where it reports none): the books above are the run's own
     runner_metrics: dict[str, dict[str, int]] | None = None
+    engine_seconds: float | None = None  # engine time of this run (per tenant: per_tenant[...]["engine_ms"])
 
     @classmethod
     def start(cls, plan: JobPlan, options: Mapping[str, Any], abandoned_runs: list[str] | None = None) -> RunManifest:
@@ -139,8 +140,9 @@ class RunManifest:
             for tenant, n in sorted(counters.get(UNKNOWN_TENANT_COUNTER, {}).items())
         }
         self.per_tenant = accounting.per_tenant_table(counters)
-        prefixes = ("error:", REPAIR_COUNTER_PREFIX)
+        prefixes = ("error:", REPAIR_COUNTER_PREFIX, ENGINE_MS)  # timing is not a count to balance
         self.totals = {kind: sum(by.values()) for kind, by in sorted(counters.items()) if not kind.startswith(prefixes)}
+        self.engine_seconds = round(sum(counters.get(ENGINE_MS, {}).values()) / 1000, 3)
         self.error_counts = {
             k.removeprefix("error:"): sum(v.values()) for k, v in counters.items() if k.startswith("error:")
         }

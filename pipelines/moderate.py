@@ -118,7 +118,7 @@ def build_pipeline(pipeline: beam.Pipeline, plan: JobPlan) -> dict:
         keyed
         | "BatchPerPolicy" >> beam.ParDo(BatchPerKeyDoFn(plan.batch_size))
         | "Judge"
-        >> beam.ParDo(JudgeUnitsDoFn(plan.engine_spec, plan.context, plan.verdict_cache)).with_outputs(
+        >> beam.ParDo(JudgeUnitsDoFn(plan.engine_spec, plan.context, plan.verdict_cache, plan.output)).with_outputs(
             DEAD_LETTER, main="rows"
         )
     )

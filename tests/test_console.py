@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from pipelines.console import _JobLinesOnly, tenant_table
 from transforms.judge_units import progress_heartbeat
@@ -18,7 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 def test_run_batch_terminal_gets_the_jobs_lines_and_the_log_file_the_rest(tmp_path):
     out = tmp_path / "out"
     done = subprocess.run(
-        [str(REPO / "run_batch.sh"), "--engine", "fake", "--output", str(out), "--run-id", "quiet"],
+        [str(REPO / "run_batch.sh"), "--engine", "fake", "--output", str(out), "--run-id", "quiet",
+         "--fake-seconds-per-call", "0.2"],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
@@ -34,11 +36,17 @@ def test_run_batch_terminal_gets_the_jobs_lines_and_the_log_file_the_rest(tmp_pa
     assert manifest["status"] == "succeeded"
     # the tokens column: prompt + generated tokens of the units this run judged (reused ones cost none)
     header = next(line.split() for line in terminal if {"tenant", "rows", "units"} <= set(line.split()))
-    assert header[-1] == "tokens"
+    assert header[-3:] == ["tokens", "engine", "s"]
     verdicts = pl.scan_parquet(f"{out}/verdicts/**/*.parquet", hive_partitioning=True).collect()
     fresh = verdicts.filter(~pl.col("deduplicated") & ~pl.col("from_cache") & (pl.col("tenant") == "acme-kids"))
     row = next(line for line in terminal if " acme-kids " in f" {line} ")
-    assert int(row.split()[-1]) == fresh["prompt_tokens"].sum() + fresh["completion_tokens"].sum() > 0
+    assert int(row.split()[-2]) == fresh["prompt_tokens"].sum() + fresh["completion_tokens"].sum() > 0
+    # engine seconds per tenant: booked per bundle in the ledger, shared by tokens; they add up to the run's
+    engine_ms = manifest["per_tenant"]["acme-kids"]["engine_ms"]
+    assert engine_ms > 0
+    assert float(row.split()[-1]) == pytest.approx(engine_ms / 1000, abs=0.06)
+    total_ms = sum(t.get("engine_ms", 0) for t in manifest["per_tenant"].values())
+    assert manifest["engine_seconds"] == pytest.approx(total_ms / 1000) and "engine_ms" not in manifest["totals"]
 
 
 def test_verbose_keeps_everything_on_the_terminal(tmp_path):

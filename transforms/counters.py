@@ -8,6 +8,7 @@ from apache_beam.metrics import Metrics
 
 NAMESPACE = "accounting"
 UNKNOWN_TENANT_COUNTER = "conversations_unknown_tenant"
+ENGINE_MS = "engine_ms"  # books kind: engine milliseconds per tenant (timing, not a count the books balance)
 """Conversations judged under the default policy because their tenant is not listed (counted per tenant)."""
 REPAIR_COUNTER_PREFIX = "repair:"
 """`repair:<kind>`: conversations that became units with at least one input repair of that kind."""

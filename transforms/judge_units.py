@@ -18,10 +18,11 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.utils import shared
 
-from transforms.counters import count
+from transforms.counters import ENGINE_MS, count
 from transforms.engine import EngineSpec, VerdictEngine
 from transforms.judgement_memo import JudgementMemo, Recalled
 from transforms.judging import Judgement, JudgeRequest, judge_batch
+from transforms.ledger import BundleLedger
 from transforms.progress import PROGRESS
 from transforms.records import DeadLetter, ModerationUnit
 from transforms.run_context import RunContext
@@ -85,10 +86,14 @@ class JudgeUnitsDoFn(beam.DoFn):
     on an earlier night with `--verdict-cache`) is answered from it; the rest goes to the engine, in policy order.
     """
 
-    def __init__(self, engine_spec: EngineSpec, context: RunContext, cache: VerdictCache | None = None) -> None:
+    def __init__(
+        self, engine_spec: EngineSpec, context: RunContext, cache: VerdictCache | None = None, output: str | None = None
+    ) -> None:
         self._spec = engine_spec
         self._context = context
         self._cache = cache
+        self._output = output  # where the bundle's engine time is booked (ENGINE_MS); None: not booked
+        self._ledger: BundleLedger | None = None
         self._memo: JudgementMemo | None = None
         self._generation = 0
         self._holder: EngineHolder | None = None
@@ -111,6 +116,14 @@ class JudgeUnitsDoFn(beam.DoFn):
 
     def setup(self) -> None:
         self._memo = JudgementMemo(self._context.run_id, self._cache)
+
+    def start_bundle(self) -> None:
+        if self._output is not None:
+            self._ledger = BundleLedger(self._output, self._context.run_id, "judge")
+
+    def finish_bundle(self) -> None:
+        if self._ledger is not None:
+            self._ledger.publish()
 
     def process(self, batch: Sequence[UnitGroup]) -> Iterator:
         merged: dict[str, list[ModerationUnit]] = {}
@@ -139,6 +152,7 @@ class JudgeUnitsDoFn(beam.DoFn):
         self._units_done += sum(len(units) for _, units in groups)
         PROGRESS.judged(len(groups))
         self._engine_seconds += elapsed
+        self._book_engine_time(results, elapsed)
         generated = sum(r.completion_tokens for _, r in results if not isinstance(r, Exception))
         self._tokens_done += generated
         log.info(
@@ -160,6 +174,18 @@ class JudgeUnitsDoFn(beam.DoFn):
                 if position:
                     self._deduplicated.inc()
                 yield verdict_row(unit, result, self._context, processed_at, deduplicated=position > 0)
+
+    def _book_engine_time(self, results: Sequence[tuple[UnitGroup, Judgement | Exception]], elapsed: float) -> None:
+        """A batch's engine time per tenant, shared by its groups in proportion to their tokens (the group's first
+        unit pays, as for tokens: the copies of identical content cost nothing)."""
+        if self._ledger is None or not results:
+            return
+        weights = [0 if isinstance(r, Exception) else r.prompt_tokens + r.completion_tokens for _, r in results]
+        total = sum(weights)
+        for ((content_key, units), _), weight in zip(results, weights, strict=True):
+            self._ledger.saw(content_key)
+            share = weight / total if total else 1 / len(results)
+            self._ledger.count(ENGINE_MS, units[0].tenant_id, round(elapsed * share * 1000))
 
     def _recalled_rows(self, units: Sequence[ModerationUnit], recalled: Recalled) -> Iterator[dict]:
         """Rows for units whose content the memo knows: only a cache entry's first use is not a duplicate."""
