@@ -3,7 +3,8 @@
 vLLM, Beam, tqdm and vLLM's engine-core process (a child that inherits the job's stdout/stderr) write a few hundred
 lines of start-up INFO and warnings nobody can act on. `quiet_console` points file descriptors 1 and 2 at
 `OUT/_runs/<run_id>.log` (children inherit them), and logs the job's own loggers to a saved copy of the terminal.
-`--verbose` keeps everything on the terminal as before.
+`--verbose` keeps everything on the terminal as before. On a TTY the progress lines redraw one status line with a
+bar (`TerminalHandler`); under cron (not a TTY) they stay lines, one per engine batch and every 30 s in between.
 """
 
 from __future__ import annotations
@@ -28,6 +29,44 @@ class _JobLinesOnly(logging.Filter):
         return record.levelno >= logging.ERROR or (own and record.levelno >= logging.INFO)
 
 
+class TerminalHandler(logging.StreamHandler):
+    """The terminal's handler: on a TTY, progress records (logged with `extra={"progress": True}`) redraw one
+    status line with a bar instead of adding lines; anything else, or a stream that is not a TTY (cron), gets
+    ordinary lines."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self._status_shown = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tty = self.stream.isatty()
+        except (AttributeError, ValueError):
+            tty = False
+        if not (tty and getattr(record, "progress", False)):
+            if self._status_shown:
+                self.stream.write("\n")
+                self._status_shown = False
+            super().emit(record)
+            return
+        try:
+            self.stream.write(f"\r{progress_bar()} {self.format(record)}\x1b[K")
+            self.flush()
+            self._status_shown = True
+        except Exception:
+            self.handleError(record)
+
+
+def progress_bar(width: int = 20) -> str:
+    """`[#######-------------]` for this process's units judged / planned."""
+    from transforms.progress import PROGRESS
+
+    planned, _ = PROGRESS.planned()
+    done = min(PROGRESS.units_judged / planned, 1.0) if planned else 0.0
+    filled = round(done * width)
+    return "[" + "#" * filled + "-" * (width - filled) + "]"
+
+
 def new_run_id() -> str:
     """A run id: the UTC start time and a random suffix (`20261201T020000Z-1a2b3c`)."""
     return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
@@ -48,7 +87,7 @@ def quiet_console(log_path: Path, verbose: bool = False) -> TextIO:
     for handler in list(root.handlers):
         root.removeHandler(handler)
     root.setLevel(logging.INFO)
-    console = logging.StreamHandler(terminal)
+    console = TerminalHandler(terminal)
     console.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
     if not verbose:
         log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)

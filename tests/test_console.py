@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import subprocess
@@ -10,7 +11,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines.console import _JobLinesOnly, tenant_table
+from pipelines.console import TerminalHandler, _JobLinesOnly, tenant_table
 from transforms.judge_units import progress_heartbeat
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,3 +101,34 @@ def test_progress_estimates_the_units_planned_and_the_time_left(monkeypatch):
     assert tally.describe() == "30/~120 units, ETA 0m30s"
     tally.saw(rows=50, units=50)
     assert tally.planned() == (110, True)
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_redraws_one_status_line_with_a_bar_on_a_tty_and_stays_lines_under_cron():
+    from transforms.progress import PROGRESS
+
+    outputs = []
+    for stream in (_Tty(), io.StringIO()):
+        handler = TerminalHandler(stream)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger = logging.getLogger(f"rsafe_batch.test_console.{len(outputs)}")
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+        PROGRESS.start(rows_total=10)
+        PROGRESS.saw(rows=10, units=8)
+        PROGRESS.judged(2)
+        logger.info("judging a batch", extra={"progress": True})
+        PROGRESS.judged(4)
+        logger.info("judged 6 unit(s)", extra={"progress": True})
+        logger.info("run succeeded")
+        outputs.append(stream.getvalue())
+    tty, cron = outputs
+    assert tty == (
+        "\r[#####---------------] judging a batch\x1b[K\r[###############-----] judged 6 unit(s)\x1b[K\nrun succeeded\n"
+    )
+    assert cron == "judging a batch\njudged 6 unit(s)\nrun succeeded\n"

@@ -48,7 +48,8 @@ def progress_heartbeat(batch: int, done_before: int, every_s: float = PROGRESS_E
     def beat() -> None:
         while not stop.wait(every_s):
             log.info("judging a batch of %d unit(s): %.0f s so far (%d done before it in this worker; %s)",
-                     batch, time.monotonic() - started, done_before, PROGRESS.describe())  # fmt: skip
+                     batch, time.monotonic() - started, done_before, PROGRESS.describe(),
+                     extra={"progress": True})  # fmt: skip
 
     thread = threading.Thread(target=beat, name="rsafe-progress", daemon=True)
     thread.start()
@@ -162,6 +163,7 @@ class JudgeUnitsDoFn(beam.DoFn):
             PROGRESS.describe(),
             len(groups) / elapsed if elapsed else 0.0,
             generated / elapsed if elapsed else 0.0,
+            extra={"progress": True},  # one redrawn status line on a TTY (pipelines.console)
         )
         for (content_key, units), result in results:
             if not isinstance(result, Exception):
