@@ -27,7 +27,7 @@ echo "building the embedded base model and merging the guard's adapter into it (
 # Debian's chromium-headless-shell, where apt can be used (root or passwordless sudo). Never fatal.
 if ! command -v chromium-headless-shell >/dev/null 2>&1 && ! command -v chromium >/dev/null 2>&1 \
     && command -v apt-get >/dev/null 2>&1; then
-  SUDO=(); [ "$(id -u)" = 0 ] || SUDO=(sudo -n)
+  SUDO=(timeout 300); [ "$(id -u)" = 0 ] || SUDO=(timeout 300 sudo -n)  # an unreachable mirror must not hang
   echo "installing chromium-headless-shell (apt) for the report's browser test ..." >&2
   { "${SUDO[@]}" apt-get install -y -q --no-install-recommends chromium-headless-shell >/dev/null 2>&1 \
     || { "${SUDO[@]}" apt-get update -q >/dev/null 2>&1 \
