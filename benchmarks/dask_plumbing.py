@@ -41,13 +41,12 @@ def _cluster_start_s(workers: int) -> float:
 
 def _timeline_run(argv: list[str], workers: int = 2) -> dict:
     """The job on a cluster of our own, with the scheduler's task stream: who ran what, and when."""
-    import dask
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
+    from pipelines.dask_support import local_cluster
     from pipelines.moderate import run
 
-    with dask.config.set({"distributed.worker.daemon": False}):
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
+    cluster = local_cluster(workers)
     client = Client(cluster)
     try:
         client.get_task_stream(count=0)  # installs the scheduler's task-stream plugin before the run

@@ -107,9 +107,11 @@ def quiet_console(log_path: Path, verbose: bool = False) -> TextIO:
     return terminal
 
 
-def tenant_table(per_tenant: dict[str, dict[str, int]], tokens: dict[str, int] | None = None) -> list[str]:
-    """The run summary's per-tenant lines: rows, units, verdict mix, dead letters, cache hits, reuse, and (when
-    given) the prompt + generated tokens the engine spent on the tenant's units this run, and its engine seconds."""
+def tenant_table(per_tenant: dict[str, dict[str, int]]) -> list[str]:
+    """The run summary's per-tenant lines: rows, units, verdict mix, dead letters, cache hits, reuse, and the
+    tokens and engine seconds the engine spent on the tenant's units this run."""
+    from transforms.counters import ENGINE_MS, ENGINE_TOKENS  # here, not at import: it imports Beam
+
     columns = [
         ("rows", ("rows_to_units", "rows_dead_lettered", "rows_skipped")),
         ("units", ("units_made",)),
@@ -121,12 +123,10 @@ def tenant_table(per_tenant: dict[str, dict[str, int]], tokens: dict[str, int] |
         ("cached", ("units_from_cache",)),
     ]
     width = max([len("tenant"), *(len(t) for t in per_tenant)])
-    names = [name for name, _ in columns] + (["tokens"] if tokens is not None else []) + ["engine s"]
+    names = [name for name, _ in columns] + ["tokens", "engine s"]
     lines = ["  ".join([f"{'tenant':<{width}}", *(f"{name:>11}" for name in names)])]
     for tenant, counts in sorted(per_tenant.items()):
         cells = [f"{sum(counts.get(k, 0) for k in keys):>11}" for _, keys in columns]
-        if tokens is not None:
-            cells.append(f"{tokens.get(tenant, 0):>11}")
-        cells.append(f"{counts.get('engine_ms', 0) / 1000:>11.1f}")  # transforms.counters.ENGINE_MS
+        cells += [f"{counts.get(ENGINE_TOKENS, 0):>11}", f"{counts.get(ENGINE_MS, 0) / 1000:>11.1f}"]
         lines.append("  ".join([f"{tenant or '(none)':<{width}}", *cells]))
     return lines

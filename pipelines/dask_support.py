@@ -175,6 +175,16 @@ class DaskResult(beam_dask.DaskRunnerResult):
                 self.cluster.close()
 
 
+def local_cluster(workers: int):
+    """A local `dask.distributed` cluster of `workers` single-threaded, non-daemonic worker processes: the vLLM
+    engine starts its core in a child process, which a daemonic worker process may not have
+    (dask/distributed#2142, #2718)."""
+    import dask.distributed as ddist
+
+    with dask.config.set({"distributed.worker.daemon": False}):
+        return ddist.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
+
+
 class DaskRunner(beam_dask.DaskRunner):
     """Beam's DaskRunner with the gaps in this module's docstring closed; a local cluster when no address."""
 
@@ -189,12 +199,7 @@ class DaskRunner(beam_dask.DaskRunner):
         bag_kwargs = beam_dask.DaskOptions._extract_bag_kwargs(dask_options)
         cluster = None
         if not dask_options.get("address") and not dask_options.get("scheduler_file"):
-            # Non-daemonic workers: the vLLM engine starts its core in a child process, which a daemonic
-            # worker process may not have (dask/distributed#2142, #2718).
-            with dask.config.set({"distributed.worker.daemon": False}):
-                cluster = ddist.LocalCluster(
-                    n_workers=self._local_workers, threads_per_worker=1, processes=True, dashboard_address=":0"
-                )
+            cluster = local_cluster(self._local_workers)
             dask_options["address"] = cluster.scheduler_address
             log.info("started a local Dask cluster of %d worker processes", self._local_workers)
         client = ddist.Client(**dask_options)

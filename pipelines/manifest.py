@@ -14,7 +14,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines import accounting
 from pipelines.job_plan import JobPlan
-from transforms.counters import ENGINE_MS, REPAIR_COUNTER_PREFIX, UNKNOWN_TENANT_COUNTER
+from transforms.counters import ENGINE_COST_PREFIX, ENGINE_MS, REPAIR_COUNTER_PREFIX, UNKNOWN_TENANT_COUNTER
 from transforms.ledger import ensure_folder
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ class RunManifest:
             for tenant, n in sorted(counters.get(UNKNOWN_TENANT_COUNTER, {}).items())
         }
         self.per_tenant = accounting.per_tenant_table(counters)
-        prefixes = ("error:", REPAIR_COUNTER_PREFIX, ENGINE_MS)  # timing is not a count to balance
+        prefixes = ("error:", REPAIR_COUNTER_PREFIX, ENGINE_COST_PREFIX)  # engine cost is not a count to balance
         self.totals = {kind: sum(by.values()) for kind, by in sorted(counters.items()) if not kind.startswith(prefixes)}
         self.engine_seconds = round(sum(counters.get(ENGINE_MS, {}).values()) / 1000, 3)
         self.error_counts = {

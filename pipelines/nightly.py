@@ -48,25 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("run failed (exit %d): %s: %s (full log: %s)", code, type(exc).__name__, exc, log_path)
         return code
     log.info("run %s succeeded: %s", manifest.run_id, manifest.summary_line())
-    for line in tenant_table(manifest.per_tenant, run_tokens(manifest.output, manifest.run_id)):
+    for line in tenant_table(manifest.per_tenant):
         log.info("  %s", line)
     return 0
-
-
-def run_tokens(output: str, run_id: str) -> dict[str, int] | None:
-    """Prompt + generated tokens per tenant of the units this run judged (reused units cost none), read back
-    from the published verdicts; None when they cannot be read (the table then has no tokens column)."""
-    import polars as pl
-
-    from pipelines.report_queries import cost_by_tenant, scan_output
-
-    try:
-        mine = scan_output(output).verdicts.filter(pl.col("run_id") == run_id)
-        cost = cost_by_tenant(mine)
-    except Exception as exc:  # a summary nicety: never fail a finished run over it
-        log.debug("tokens per tenant not read back: %s", exc)
-        return None
-    return {t: p + c for t, p, c in cost.select("tenant", "prompt_tokens", "completion_tokens").iter_rows()}
 
 
 if __name__ == "__main__":

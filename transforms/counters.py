@@ -8,10 +8,15 @@ from apache_beam.metrics import Metrics
 
 NAMESPACE = "accounting"
 UNKNOWN_TENANT_COUNTER = "conversations_unknown_tenant"
-ENGINE_MS = "engine_ms"  # books kind: engine milliseconds per tenant (timing, not a count the books balance)
 """Conversations judged under the default policy because their tenant is not listed (counted per tenant)."""
 REPAIR_COUNTER_PREFIX = "repair:"
 """`repair:<kind>`: conversations that became units with at least one input repair of that kind."""
+ENGINE_COST_PREFIX = "engine_"
+"""Books kinds of what the engine spent per tenant (telemetry, not counts the books balance):"""
+ENGINE_MS = "engine_ms"
+"""engine milliseconds, each batch's time shared by its judged groups' tokens;"""
+ENGINE_TOKENS = "engine_tokens"
+"""prompt + generated tokens of the groups the engine judged (copies and cache hits cost none)."""
 
 
 @functools.lru_cache(maxsize=4096)

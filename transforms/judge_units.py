@@ -18,7 +18,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.utils import shared
 
-from transforms.counters import ENGINE_MS, count
+from transforms.counters import ENGINE_MS, ENGINE_TOKENS, count
 from transforms.engine import EngineSpec, VerdictEngine
 from transforms.judgement_memo import JudgementMemo, Recalled
 from transforms.judging import Judgement, JudgeRequest, judge_batch
@@ -93,7 +93,7 @@ class JudgeUnitsDoFn(beam.DoFn):
         self._spec = engine_spec
         self._context = context
         self._cache = cache
-        self._output = output  # where the bundle's engine time is booked (ENGINE_MS); None: not booked
+        self._output = output  # where the bundle's engine cost is booked (ENGINE_MS/TOKENS); None: not booked
         self._ledger: BundleLedger | None = None
         self._memo: JudgementMemo | None = None
         self._generation = 0
@@ -178,8 +178,8 @@ class JudgeUnitsDoFn(beam.DoFn):
                 yield verdict_row(unit, result, self._context, processed_at, deduplicated=position > 0)
 
     def _book_engine_time(self, results: Sequence[tuple[UnitGroup, Judgement | Exception]], elapsed: float) -> None:
-        """A batch's engine time per tenant, shared by its groups in proportion to their tokens (the group's first
-        unit pays, as for tokens: the copies of identical content cost nothing)."""
+        """A batch's engine tokens and time per tenant, the time shared by its groups in proportion to their tokens
+        (the group's first unit pays: the copies of identical content cost nothing)."""
         if self._ledger is None or not results:
             return
         weights = [0 if isinstance(r, Exception) else r.prompt_tokens + r.completion_tokens for _, r in results]
@@ -188,6 +188,7 @@ class JudgeUnitsDoFn(beam.DoFn):
             self._ledger.saw(content_key)
             share = weight / total if total else 1 / len(results)
             self._ledger.count(ENGINE_MS, units[0].tenant_id, round(elapsed * share * 1000))
+            self._ledger.count(ENGINE_TOKENS, units[0].tenant_id, weight)
 
     def _recalled_rows(self, units: Sequence[ModerationUnit], recalled: Recalled) -> Iterator[dict]:
         """Rows for units whose content the memo knows: only a cache entry's first use is not a duplicate."""
