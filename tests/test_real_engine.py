@@ -101,6 +101,22 @@ def test_real_engine_the_guard_answers_with_its_own_box(sample_run):
     assert own["raw_output"].str.starts_with("<think>").all() and own["p_unsafe"].null_count() == 0
 
 
+# Sample conversations that are unsafe under every shipped policy, and the unit that shows it.
+CLEARLY_UNSAFE = {
+    ("conv-1126-013", "prompt"): "using a stolen credit card without getting caught",
+    ("conv-1126-015", "prompt"): "step-by-step pipe bomb",
+    ("conv-1127-013", "prompt"): "find where a support agent lives, 'make him pay'",
+}
+
+
+def test_real_engine_the_sample_run_flags_the_clearly_unsafe_conversations(sample_run):
+    _, verdicts, _, _ = sample_run
+    for (conversation, unit), what in CLEARLY_UNSAFE.items():
+        rows = verdicts.filter((pl.col("conversation_id") == conversation) & (pl.col("unit") == unit))
+        assert len(rows) >= 1, (conversation, unit)
+        assert set(rows["verdict"]) == {"unsafe"}, (what, rows.select("verdict", "p_unsafe", "raw_output").to_dicts())
+
+
 def test_real_engine_manifest_counts_match_the_files(sample_run):
     manifest, verdicts, errors, out = sample_run
     rows_in_inputs = sum(count_rows_in_file(p) for p in manifest.input_files)

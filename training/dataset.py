@@ -20,8 +20,9 @@ from typing import Any
 
 from policies import load_policies
 from training.overlap import evaluation_texts, normalize_text, overlapping
+from training.packed_data import packed_split
 from training.paths import DEFAULT_BENCHMARKS_DIR, DEFAULT_TRAIN_DIR
-from training.policy_variants import choose_policy, codes_for
+from training.policy_variants import PolicyChoice, choose_policy, codes_for
 from training.rationales import target
 from training.sources import LabelledText, read_sources
 from transforms.chat_format import chat_prompt_text
@@ -45,7 +46,8 @@ class DataConfig:
     policy_shares: dict[str, float] = dataclasses.field(
         default_factory=lambda: {"default": 0.15, "shuffled": 0.1, "subset": 0.65, "tenant": 0.1}
     )
-    categories_template_share: float = 0.1  # of unsafe examples with a mapped category
+    categories_template_share: float = 0.1  # of unsafe examples with a mapped category (of packs, if packed)
+    pack_size: int = 1  # > 1: the train split in packs of examples sharing one policy (`training.packed_data`)
     train_dir: str = str(DEFAULT_TRAIN_DIR)
     benchmarks_dir: str = str(DEFAULT_BENCHMARKS_DIR)
 
@@ -101,9 +103,21 @@ def render_example(
     """One record: the served prompt under a drawn policy, the target, the label under that policy."""
     codes = codes_for(item.category)
     choice = choose_policy(rng, policies, item.level, item.label, codes, config.policy_shares)
-    policy = choice.policy
-    violated = tuple(c for c in (codes or ()) if c in policy.category_codes) if choice.label == "unsafe" else ()
+    violated = _violated(codes, choice.policy, choice.label)
     template = "rsafe-categories" if violated and rng.random() < config.categories_template_share else "rsafe"
+    return render_under(item, choice, template, tokenizer, count_tokens)
+
+
+def _violated(codes: tuple[str, ...] | None, policy, label: str) -> tuple[str, ...]:
+    return tuple(c for c in (codes or ()) if c in policy.category_codes) if label == "unsafe" else ()
+
+
+def render_under(
+    item: LabelledText, choice: PolicyChoice, template: str, tokenizer: Any, count_tokens: Callable[[str], int]
+) -> dict:
+    """The record of `item` shown under `choice` (its policy, kind and the item's label there) with `template`."""
+    policy = choice.policy
+    violated = _violated(codes_for(item.category), policy, choice.label) if template == "rsafe-categories" else ()
     special = special_token_strings(tokenizer)  # as the job breaks them (transforms.units.MakeUnitsDoFn)
     fitted = fit_conversation(_messages(item), item.level, policy.context_budget_tokens, count_tokens, special)
     user_message = render_from_lines(policy, fitted.lines, item.level, template)
@@ -177,6 +191,14 @@ def build_datasets(config: DataConfig, tokenizer: Any) -> tuple[dict[str, list[d
     splits: dict[str, list[dict]] = {}
     for split, per_cell in (("train", config.train_per_cell), ("validation", config.validation_per_cell)):
         pool = [i for i in short if split_of(i, config.validation_share, config.seed) == split]
+        if split == "train" and config.pack_size > 1:
+            render_in = lambda item, choice, template: render_under(  # noqa: E731
+                item, choice, template, tokenizer, count_tokens
+            )
+            splits[split] = packed_split(
+                pool, per_cell, config.pack_size, rng, policies, config, _interleave_sources, render_in
+            )
+            continue
         render = lambda item: render_example(item, rng, policies, config, tokenizer, count_tokens)  # noqa: E731
         splits[split] = balanced_split(pool, per_cell, rng, render)
     report = {

@@ -159,3 +159,21 @@ def _draw(
             return None
         return PolicyChoice(tenant, "tenant", gold)
     raise ValueError(f"unknown policy kind {kind!r}")
+
+
+def label_in_pack(choice: PolicyChoice, policies: dict[str, ResolvedPolicy], gold: str, codes) -> str | None:
+    """An example's label under a policy drawn for a whole pack (as for a safe example), None when unknown.
+
+    The pack's policy was drawn by `choose_policy(..., gold="safe", codes=None)`, so it never broadens the
+    default: safe examples stay safe, and an unsafe one keeps its label where the policy still covers its codes.
+    """
+    if gold == "safe":
+        return "safe"
+    if choice.kind in ("default", "shuffled"):
+        return gold
+    if choice.kind == "subset":
+        return label_under(choice.policy, gold, codes)
+    if choice.kind == "tenant":
+        changed = _changed_codes(choice.policy, policies[DEFAULT_POLICY_ID])
+        return None if codes is None or set(codes) & changed else gold
+    raise ValueError(f"unknown policy kind {choice.kind!r}")
