@@ -1,7 +1,7 @@
 """A training split built in packs: `pack_size` examples of one level shown under one drawn policy.
 
 Examples that share a policy share their prompt's first ~300-900 tokens, which `training.packing` then computes
-once per pack instead of once per example (stage 1 trains ~3x more examples in the same time). The policy is drawn
+once per pack instead of once per example (measured: 1.8x more examples per hour, EVALUATION.md). The policy is drawn
 per pack as for a safe example (`choose_policy(..., "safe", None)`: never one that broadens the default), and each
 member's label follows it (`label_in_pack`); an unsafe example whose label the pack's policy leaves unknown waits
 for a later pack. Cells (level × label) are balanced as in `training.dataset.balanced_split`.
