@@ -20,8 +20,9 @@ Also: `beam.Create` becomes one Dask partition per element unless `--dask_nparti
 otherwise (Beam's default of 128 elements per partition ran a night's few input files in one task), and without
 `--dask_client_address`/`--dask_scheduler_file` the run starts a local cluster of `--dask-workers` worker
 processes with one thread each: one engine per worker process (the judge step's engine is process-wide, Beam's
-`Shared`). A task a dead worker was running is re-run by Dask elsewhere; the job's published files and ledger
-records are named by content, so the re-run replaces rather than adds (`transforms.ledger`).
+`Shared`), each on its own slice of the machine's cores (`ShareCoresAmongLocalWorkers`). A task a dead worker
+was running is re-run by Dask elsewhere; the job's published files and ledger records are named by content, so
+the re-run replaces rather than adds (`transforms.ledger`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import os
 import typing as t
 
 import dask
@@ -40,6 +42,9 @@ from apache_beam.runners.dask import dask_runner as beam_dask
 from apache_beam.runners.dask import transform_evaluator as te
 from apache_beam.runners.dask.overrides import dask_overrides
 from apache_beam.transforms.sideinputs import SideInputMap
+from distributed.diagnostics.plugin import WorkerPlugin
+
+from transforms.vllm_engine import WORKER_CORES_ENV
 
 log = logging.getLogger(__name__)
 
@@ -175,14 +180,48 @@ class DaskResult(beam_dask.DaskRunnerResult):
                 self.cluster.close()
 
 
+def cores_of_local_worker(index: int, workers: int, cores: int) -> str:
+    """The cores (a `VLLM_CPU_OMP_THREADS_BIND` list) of worker `index` of `workers` sharing a `cores`-core
+    machine: disjoint slices while there are enough cores, else one core each, round robin."""
+    if workers >= cores:
+        return str(index % cores)
+    start, stop = index * cores // workers, (index + 1) * cores // workers
+    return f"{start}-{stop - 1}" if stop - start > 1 else str(start)
+
+
+class ShareCoresAmongLocalWorkers(WorkerPlugin):
+    """Gives each worker of a local cluster its own slice of the machine's cores for its engine.
+
+    Unshared, every worker's engine binds its threads to the same cores (vLLM's CPU default, or the job's
+    small-machine default), and the engines spin against each other. Runs again on a worker the nanny restarts
+    (it keeps its name, hence its slice).
+    """
+
+    name = "rsafe-share-cores"
+
+    def __init__(self, workers: int, cores: int) -> None:
+        self.workers = workers
+        self.cores = cores
+
+    def setup(self, worker) -> None:
+        try:
+            index = int(worker.name)
+        except (TypeError, ValueError):
+            return  # not one of LocalCluster's numbered workers
+        os.environ[WORKER_CORES_ENV] = cores_of_local_worker(index, self.workers, self.cores)
+
+
 def local_cluster(workers: int):
-    """A local `dask.distributed` cluster of `workers` single-threaded, non-daemonic worker processes: the vLLM
-    engine starts its core in a child process, which a daemonic worker process may not have
-    (dask/distributed#2142, #2718)."""
+    """A local `dask.distributed` cluster of `workers` single-threaded, non-daemonic worker processes, each with
+    its own cores for its engine (`ShareCoresAmongLocalWorkers`): the vLLM engine starts its core in a child
+    process, which a daemonic worker process may not have (dask/distributed#2142, #2718)."""
     import dask.distributed as ddist
 
     with dask.config.set({"distributed.worker.daemon": False}):
-        return ddist.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
+        cluster = ddist.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
+    with ddist.Client(cluster) as client:
+        client.register_plugin(ShareCoresAmongLocalWorkers(workers, os.cpu_count() or 1))
+    return cluster
 
 
 class DaskRunner(beam_dask.DaskRunner):

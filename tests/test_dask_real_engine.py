@@ -1,6 +1,6 @@
 """The job on 2 local Dask workers with the real vLLM engine (embedded guard) on the sample logs: one engine per
-worker process, every row a verdict or a dead letter, the books balance. Slow (two engines start, on 2 cores they
-share the CPU); not run in the fake-engine CI selection."""
+worker process, each on its own cores, every row a verdict or a dead letter, the books balance. Slow (two engines
+start, on 2 cores they share the CPU); not run in the fake-engine selection."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ SAMPLES = sorted((pathlib.Path(__file__).resolve().parents[1] / "samples" / "log
 ROWS_PER_FILE = 4
 # two files (two Dask partitions, so both workers' engines take part) of the first rows of the two sample
 # conversation files: the engines' start on 2 shared cores is most of the time (the full sample with 64-token
-# answers took 626 s; both files whole with 32 tokens 378-445 s)
+# answers took 626 s; this, 445 s while both engines were bound to both cores, 170 s with a core each)
 
 
 def test_real_engine_sample_logs_on_two_dask_workers(tmp_path):

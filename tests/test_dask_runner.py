@@ -16,6 +16,7 @@ import pytest
 from pipelines.moderate import reject_unknown_args, run
 from scripts.generate_malformed_logs import write_malformed_corpus
 from tests.test_pipeline_fake_engine import SAMPLES, assert_books_balance, read_manifest
+from transforms.vllm_engine import WORKER_CORES_ENV
 
 distributed = pytest.importorskip("distributed")
 
@@ -76,9 +77,17 @@ def test_dask_runner_options_are_known_by_short_name_and_module_path():
         reject_unknown_args(["--runner", "DaskRunner", "--dask_client_adress", "tcp://h:8786"])
 
 
+def _worker_cores(client) -> list[str | None]:
+    return sorted(client.run(lambda: os.environ.get(WORKER_CORES_ENV)).values(), key=str)
+
+
 def test_killing_a_dask_worker_mid_run_completes_without_duplicates(tmp_path, inputs):
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
+    from pipelines.dask_support import cores_of_local_worker, local_cluster
+
+    cluster = local_cluster(2)
     client = distributed.Client(cluster)
+    slices = sorted(cores_of_local_worker(i, 2, os.cpu_count() or 1) for i in range(2))
+    assert _worker_cores(client) == slices  # each worker's engine on its own cores
     out = tmp_path / "out"
     result: dict = {}
 
@@ -100,11 +109,14 @@ def test_killing_a_dask_worker_mid_run_completes_without_duplicates(tmp_path, in
         result["killed_mid_run"] = thread.is_alive() and "manifest" not in result
         os.kill(next(iter(pids.values())), signal.SIGKILL)  # the nanny restarts it; Dask re-runs its tasks
         thread.join(120)
+        client.wait_for_workers(2, timeout=60)
+        restarted_cores = _worker_cores(client)
     finally:
         client.close()
         cluster.close()
     assert "error" not in result, result.get("error")
     assert result["killed_mid_run"]
+    assert restarted_cores == slices  # the restarted worker got its slice back
     assert_books_balance(result["manifest"])
     rows = _verdicts(out)
     assert rows["resume_key"].n_unique() == rows.height

@@ -11,6 +11,7 @@ import sys
 import time
 
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 
 pytestmark = pytest.mark.real_engine
@@ -18,8 +19,20 @@ pytestmark = pytest.mark.real_engine
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
+# The first rows of two sample files: ~23 units in ~6 batches of ~30 s, time to kill mid-run (the whole sample,
+# 75 units, made this test 419 s; 18 rows, 34 units, 330 s: most of it judging). Row 9 of the 27th is the
+# sample's one row with nothing to judge.
+FIRST_ROWS = {"conversations-2026-11-26.parquet": 2, "conversations-2026-11-27.parquet": 10}
+
+
+def _write_input(folder: pathlib.Path) -> None:
+    folder.mkdir()
+    for name, rows in FIRST_ROWS.items():
+        pq.write_table(pq.read_table(REPO / "samples" / "logs" / name).slice(0, rows), folder / name)
+
+
 def _job(out: pathlib.Path) -> list[str]:
-    sample = str(REPO / "samples" / "logs" / "*.parquet")  # ~75 units in ~19 batches: time to kill mid-run
+    sample = str(out.parent / "in" / "*.parquet")
     return [
         sys.executable, "-m", "pipelines.moderate", "--input", sample, "--output", str(out),
         "--flush-rows", "2", "--batch-size", "4", "--max-tokens", "24", "--run-id", "{run}",
@@ -32,6 +45,7 @@ def _verdict_files(out: pathlib.Path) -> list[pathlib.Path]:
 
 def test_real_engine_killed_run_resumes_without_duplicates_or_loss(tmp_path):
     out = tmp_path / "out"
+    _write_input(tmp_path / "in")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     first = [a.replace("{run}", "killed") for a in _job(out)]
     with open(tmp_path / "killed.log", "wb") as log:

@@ -175,6 +175,10 @@ def test_packed_trainer_trains_checkpoints_and_resumes(packed, tokenizer, tmp_pa
         all(math.isfinite(r["loss"]) for r in log) and max(r["loss"] for r in log) - min(r["loss"] for r in log) > 1e-4
     )
     assert collections.Counter(r["examples"] for r in log).total() == 3 and all(r["examples"] >= 1 for r in log)
-    # a rerun with more steps resumes from the newest checkpoint (step 3) instead of starting over
+    # a rerun with more steps resumes from the newest whole checkpoint (step 3) instead of starting over; a save
+    # a killed run left half-written (its staging folder) is not one
+    (tmp_path / "sft" / ".staging-checkpoint-9").mkdir()
     run_packed_sft(dataclasses.replace(config, max_steps=4))
     assert [r["step"] for r in read_log(tmp_path / "sft" / "log.jsonl")] == [1, 2, 3, 4]
+    saved = sorted(p.name for p in (tmp_path / "sft").iterdir() if "checkpoint" in p.name)
+    assert saved == [".staging-checkpoint-9", "checkpoint-3", "checkpoint-4"]

@@ -24,14 +24,11 @@ from training.packed_data import packed_split
 from training.paths import DEFAULT_BENCHMARKS_DIR, DEFAULT_TRAIN_DIR
 from training.policy_variants import PolicyChoice, choose_policy, codes_for
 from training.rationales import target
-from training.sources import LabelledText, read_sources
+from training.sources import LABELS, LEVELS, LabelledText, read_sources
 from transforms.chat_format import chat_prompt_text
 from transforms.prompts import fit_conversation, render_from_lines
 from transforms.records import Message
 from transforms.special_tokens import special_token_strings
-
-LEVELS = ("prompt", "response")
-LABELS = ("unsafe", "safe")
 
 
 @dataclasses.dataclass(frozen=True)

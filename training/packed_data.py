@@ -15,10 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 from training.policy_variants import PolicyChoice, choose_policy, codes_for, label_in_pack
-from training.sources import LabelledText
+from training.sources import LABELS, LEVELS, LabelledText
 
-LEVELS = ("prompt", "response")
-LABELS = ("unsafe", "safe")
 MAX_IDLE_PACKS = 50  # consecutive packs that place nothing before the builder stops
 
 

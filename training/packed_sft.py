@@ -151,16 +151,21 @@ def run_packed_sft(config: PackedSFTConfig) -> Path:
 
 
 def _save_checkpoint(model, optimizer, schedule, step: int, folder: Path) -> None:
-    """The adapter plus optimizer and schedule state; older checkpoints beyond the newest two are removed."""
+    """The adapter plus optimizer and schedule state, written to a staging folder and renamed into place (a run
+    killed mid-save leaves no half checkpoint to resume from); older checkpoints beyond the newest two removed."""
     import shutil
 
     import torch
 
-    model.save_pretrained(str(folder))
+    staging = folder.with_name(f".staging-{folder.name}")
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(str(staging))
     torch.save(
         {"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "step": step},
-        folder / "trainer_state.pt",
+        staging / "trainer_state.pt",
     )
+    shutil.rmtree(folder, ignore_errors=True)
+    staging.rename(folder)
     found = sorted(folder.parent.glob("checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
     for old in found[:-2]:
         shutil.rmtree(old)

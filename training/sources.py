@@ -14,6 +14,9 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+LEVELS = ("prompt", "response")  # a LabelledText's level
+LABELS = ("unsafe", "safe")  # its label
+
 
 @dataclasses.dataclass(frozen=True)
 class LabelledText:

@@ -74,7 +74,7 @@ class VllmEngineSpec:
             kwargs["block_size"] = self.block_size
         if _is_cpu_build():
             kwargs["kv_cache_memory_bytes"] = int(self.kv_cache_gib * (1 << 30))
-            _bind_model_threads_to_all_cores_on_small_machines()
+            _bind_model_threads()
         log.info("starting vLLM engine: %s", kwargs)
         try:
             llm = LLM(**kwargs)
@@ -104,18 +104,29 @@ def _load_tokenizer(model_dir: str):
 
 
 _SMALL_MACHINE_CORES = 4
+# Set by `pipelines.dask_support` in each worker of a local cluster: the cores that worker's engine may use.
+WORKER_CORES_ENV = "RSAFE_WORKER_CORES"
+# What the job itself put in VLLM_CPU_OMP_THREADS_BIND (inherited by child processes): not the user's choice.
+_DEFAULTED_BIND_ENV = "RSAFE_DEFAULTED_THREADS_BIND"
 
 
-def _bind_model_threads_to_all_cores_on_small_machines() -> None:
-    """On <= 4 cores, let the model's OpenMP threads use every core (unless the user set the binding).
+def _bind_model_threads() -> None:
+    """Choose the cores the model's OpenMP threads run on, unless the user set `VLLM_CPU_OMP_THREADS_BIND`.
 
-    vLLM's CPU backend otherwise keeps one core for its scheduler process: on 2 cores the model computes on one.
-    An offline batch job waits inside `generate()` and the scheduler is light; measured on 2 cores: +35-80% decode
+    A worker of a local Dask cluster gets its own slice of the machine (`WORKER_CORES_ENV`): engines of several
+    workers bound to the same cores spin against each other. Otherwise, on <= 4 cores, every core: vLLM's CPU
+    backend would keep one core for its scheduler process, so on 2 cores the model computed on one. An offline
+    batch job waits inside `generate()` and the scheduler is light; measured on 2 cores: +35-80% decode
     throughput, -27% job wall time (BENCHMARKS.md, engine settings).
     """
+    current = os.environ.get("VLLM_CPU_OMP_THREADS_BIND")
+    if current is not None and current != os.environ.get(_DEFAULTED_BIND_ENV):
+        return  # the user's binding
     cores = os.cpu_count() or 1
-    if cores <= _SMALL_MACHINE_CORES and "VLLM_CPU_OMP_THREADS_BIND" not in os.environ:
-        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = f"0-{cores - 1}"
+    chosen = os.environ.get(WORKER_CORES_ENV) or (f"0-{cores - 1}" if cores <= _SMALL_MACHINE_CORES else None)
+    if chosen is None:
+        return
+    os.environ["VLLM_CPU_OMP_THREADS_BIND"] = os.environ[_DEFAULTED_BIND_ENV] = chosen
 
 
 def _is_embedded(model: str | None) -> bool:
