@@ -20,8 +20,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 # The first rows of two sample files: ~23 units in ~6 batches of ~30 s, time to kill mid-run (the whole sample,
-# 75 units, made this test 419 s; 18 rows, 34 units, 330 s: most of it judging). Row 9 of the 27th is the
-# sample's one row with nothing to judge.
+# 75 units, made this test 419 s; 18 rows 330 s; these 12 rows 313 s, two engine starts of ~75 s each included).
+# Row 9 of the 27th is the sample's one row with nothing to judge.
 FIRST_ROWS = {"conversations-2026-11-26.parquet": 2, "conversations-2026-11-27.parquet": 10}
 
 
