@@ -6,11 +6,8 @@ from __future__ import annotations
 import pytest
 
 from transforms import vllm_engine
+from transforms.vllm_engine import BIND_ENV as BIND
 from transforms.vllm_engine import WORKER_CORES_ENV
-
-pytest.importorskip("distributed")
-
-BIND = "VLLM_CPU_OMP_THREADS_BIND"
 
 
 @pytest.mark.parametrize(
@@ -24,6 +21,7 @@ BIND = "VLLM_CPU_OMP_THREADS_BIND"
     ],
 )
 def test_local_workers_get_disjoint_slices_while_there_are_cores(workers, cores, expected):
+    pytest.importorskip("distributed")
     from pipelines.dask_support import cores_of_local_worker
 
     assert [cores_of_local_worker(i, workers, cores) for i in range(workers)] == expected

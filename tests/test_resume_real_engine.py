@@ -25,14 +25,14 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 FIRST_ROWS = {"conversations-2026-11-26.parquet": 2, "conversations-2026-11-27.parquet": 10}
 
 
-def _write_input(folder: pathlib.Path) -> None:
+def _write_input(folder: pathlib.Path) -> str:
     folder.mkdir()
     for name, rows in FIRST_ROWS.items():
         pq.write_table(pq.read_table(REPO / "samples" / "logs" / name).slice(0, rows), folder / name)
+    return str(folder / "*.parquet")
 
 
-def _job(out: pathlib.Path) -> list[str]:
-    sample = str(out.parent / "in" / "*.parquet")
+def _job(sample: str, out: pathlib.Path) -> list[str]:
     return [
         sys.executable, "-m", "pipelines.moderate", "--input", sample, "--output", str(out),
         "--flush-rows", "2", "--batch-size", "4", "--max-tokens", "24", "--run-id", "{run}",
@@ -45,9 +45,9 @@ def _verdict_files(out: pathlib.Path) -> list[pathlib.Path]:
 
 def test_real_engine_killed_run_resumes_without_duplicates_or_loss(tmp_path):
     out = tmp_path / "out"
-    _write_input(tmp_path / "in")
+    sample = _write_input(tmp_path / "in")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    first = [a.replace("{run}", "killed") for a in _job(out)]
+    first = [a.replace("{run}", "killed") for a in _job(sample, out)]
     with open(tmp_path / "killed.log", "wb") as log:
         process = subprocess.Popen(first, cwd=REPO, env=env, stdout=log, stderr=log, start_new_session=True)
         deadline = time.monotonic() + 600
@@ -61,7 +61,7 @@ def test_real_engine_killed_run_resumes_without_duplicates_or_loss(tmp_path):
     killed_manifest = json.loads((out / "_runs" / "killed.json").read_text())
     assert killed_manifest["status"] == "running"  # never marked complete
 
-    second = [a.replace("{run}", "resumed") for a in _job(out)]
+    second = [a.replace("{run}", "resumed") for a in _job(sample, out)]
     done = subprocess.run(second, cwd=REPO, env=env, capture_output=True, timeout=900)
     assert done.returncode == 0, done.stderr.decode()[-3000:]
 
@@ -76,7 +76,7 @@ def test_real_engine_killed_run_resumes_without_duplicates_or_loss(tmp_path):
     assert manifest["abandoned_runs"] == ["killed"]
     assert json.loads((out / "_runs" / "killed.json").read_text())["status"] == "abandoned"
     # A third run of the same night has nothing left to do.
-    again = [a.replace("{run}", "again") for a in _job(out)]
+    again = [a.replace("{run}", "again") for a in _job(sample, out)]
     assert subprocess.run(again, cwd=REPO, env=env, capture_output=True, timeout=900).returncode == 0
     assert len(pl.read_parquet(_verdict_files(out))) == len(verdicts)
     # the sample's one bad row: its dead letter, like the verdicts, is published once however often it is rerun

@@ -104,6 +104,7 @@ def _load_tokenizer(model_dir: str):
 
 
 _SMALL_MACHINE_CORES = 4
+BIND_ENV = "VLLM_CPU_OMP_THREADS_BIND"  # vLLM's CPU backend: the cores its OpenMP threads are bound to
 # Set by `pipelines.dask_support` in each worker of a local cluster: the cores that worker's engine may use.
 WORKER_CORES_ENV = "RSAFE_WORKER_CORES"
 # What the job itself put in VLLM_CPU_OMP_THREADS_BIND (inherited by child processes): not the user's choice.
@@ -119,14 +120,14 @@ def _bind_model_threads() -> None:
     batch job waits inside `generate()` and the scheduler is light; measured on 2 cores: +35-80% decode
     throughput, -27% job wall time (BENCHMARKS.md, engine settings).
     """
-    current = os.environ.get("VLLM_CPU_OMP_THREADS_BIND")
+    current = os.environ.get(BIND_ENV)
     if current is not None and current != os.environ.get(_DEFAULTED_BIND_ENV):
         return  # the user's binding
     cores = os.cpu_count() or 1
     chosen = os.environ.get(WORKER_CORES_ENV) or (f"0-{cores - 1}" if cores <= _SMALL_MACHINE_CORES else None)
     if chosen is None:
         return
-    os.environ["VLLM_CPU_OMP_THREADS_BIND"] = os.environ[_DEFAULTED_BIND_ENV] = chosen
+    os.environ[BIND_ENV] = os.environ[_DEFAULTED_BIND_ENV] = chosen
 
 
 def _is_embedded(model: str | None) -> bool:
