@@ -44,6 +44,7 @@ from apache_beam.runners.dask.overrides import dask_overrides
 from apache_beam.transforms.sideinputs import SideInputMap
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from transforms.cpu_cores import allowed_cores, slice_of_worker
 from transforms.vllm_engine import WORKER_CORES_ENV
 
 log = logging.getLogger(__name__)
@@ -180,15 +181,6 @@ class DaskResult(beam_dask.DaskRunnerResult):
                 self.cluster.close()
 
 
-def cores_of_local_worker(index: int, workers: int, cores: int) -> str:
-    """The cores (a `VLLM_CPU_OMP_THREADS_BIND` list) of worker `index` of `workers` sharing a `cores`-core
-    machine: disjoint slices while there are enough cores, else one core each, round robin."""
-    if workers >= cores:
-        return str(index % cores)
-    start, stop = index * cores // workers, (index + 1) * cores // workers
-    return f"{start}-{stop - 1}" if stop - start > 1 else str(start)
-
-
 class ShareCoresAmongLocalWorkers(WorkerPlugin):
     """Gives each worker of a local cluster its own slice of the machine's cores for its engine.
 
@@ -199,7 +191,7 @@ class ShareCoresAmongLocalWorkers(WorkerPlugin):
 
     name = "rsafe-share-cores"
 
-    def __init__(self, workers: int, cores: int) -> None:
+    def __init__(self, workers: int, cores: list[int]) -> None:
         self.workers = workers
         self.cores = cores
 
@@ -208,7 +200,7 @@ class ShareCoresAmongLocalWorkers(WorkerPlugin):
             index = int(worker.name)
         except (TypeError, ValueError):
             return  # not one of LocalCluster's numbered workers
-        os.environ[WORKER_CORES_ENV] = cores_of_local_worker(index, self.workers, self.cores)
+        os.environ[WORKER_CORES_ENV] = slice_of_worker(index, self.workers, self.cores)
 
 
 def local_cluster(workers: int):
@@ -220,7 +212,7 @@ def local_cluster(workers: int):
     with dask.config.set({"distributed.worker.daemon": False}):
         cluster = ddist.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
     with ddist.Client(cluster) as client:
-        client.register_plugin(ShareCoresAmongLocalWorkers(workers, os.cpu_count() or 1))
+        client.register_plugin(ShareCoresAmongLocalWorkers(workers, allowed_cores()))
     return cluster
 
 

@@ -82,11 +82,12 @@ def _worker_cores(client) -> list[str | None]:
 
 
 def test_killing_a_dask_worker_mid_run_completes_without_duplicates(tmp_path, inputs):
-    from pipelines.dask_support import cores_of_local_worker, local_cluster
+    from pipelines.dask_support import local_cluster
+    from transforms.cpu_cores import allowed_cores, slice_of_worker
 
     cluster = local_cluster(2)
     client = distributed.Client(cluster)
-    slices = sorted(cores_of_local_worker(i, 2, os.cpu_count() or 1) for i in range(2))
+    slices = sorted(slice_of_worker(i, 2, allowed_cores()) for i in range(2))
     assert _worker_cores(client) == slices  # each worker's engine on its own cores
     out = tmp_path / "out"
     result: dict = {}

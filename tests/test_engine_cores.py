@@ -1,11 +1,12 @@
 """Which cores the CPU engine's threads are bound to: the user's binding, a local Dask worker's own slice, or
-every core on a small machine."""
+every allowed core on a small machine (the affinity mask, not the host's core count)."""
 
 from __future__ import annotations
 
 import pytest
 
-from transforms import vllm_engine
+from transforms import cpu_cores, vllm_engine
+from transforms.cpu_cores import core_list, slice_of_worker
 from transforms.vllm_engine import BIND_ENV as BIND
 from transforms.vllm_engine import WORKER_CORES_ENV
 
@@ -13,25 +14,41 @@ from transforms.vllm_engine import WORKER_CORES_ENV
 @pytest.mark.parametrize(
     ("workers", "cores", "expected"),
     [
-        (2, 2, ["0", "1"]),
-        (2, 8, ["0-3", "4-7"]),
-        (3, 8, ["0-1", "2-4", "5-7"]),
-        (3, 2, ["0", "1", "0"]),  # more workers than cores: one core each, round robin
-        (1, 4, ["0-3"]),
+        (2, [0, 1], ["0", "1"]),
+        (2, list(range(8)), ["0-3", "4-7"]),
+        (3, list(range(8)), ["0-1", "2-4", "5-7"]),
+        (3, [0, 1], ["0", "1", "0"]),  # more workers than cores: one core each, round robin
+        (1, [0, 1, 2, 3], ["0-3"]),
+        (2, [2, 3, 6, 7], ["2-3", "6-7"]),  # a cpuset that is not 0..n-1
+        (3, [4, 9], ["4", "9", "4"]),
     ],
 )
-def test_local_workers_get_disjoint_slices_while_there_are_cores(workers, cores, expected):
-    pytest.importorskip("distributed")
-    from pipelines.dask_support import cores_of_local_worker
+def test_local_workers_get_disjoint_slices_of_the_allowed_cores(workers, cores, expected):
+    assert [slice_of_worker(i, workers, cores) for i in range(workers)] == expected
 
-    assert [cores_of_local_worker(i, workers, cores) for i in range(workers)] == expected
+
+@pytest.mark.parametrize(
+    ("cores", "expected"), [([0], "0"), ([0, 1, 2, 5], "0-2,5"), ([7, 3, 4, 5], "3-5,7"), ([1, 3, 5], "1,3,5")]
+)
+def test_core_lists_are_the_form_vllm_parses(cores, expected):
+    assert core_list(cores) == expected
+    vllm_utils = pytest.importorskip("vllm.utils.cpu_resource_utils")  # vLLM's own parser, where installed
+    assert vllm_utils.parse_id_list(expected) == sorted(cores)
+
+
+def test_allowed_cores_are_the_affinity_mask():
+    import os
+
+    if hasattr(os, "sched_getaffinity"):
+        assert cpu_cores.allowed_cores() == sorted(os.sched_getaffinity(0))
+    assert cpu_cores.allowed_cores()
 
 
 @pytest.fixture
 def clean_env(monkeypatch):
     for name in (BIND, WORKER_CORES_ENV, vllm_engine._DEFAULTED_BIND_ENV):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(vllm_engine.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(vllm_engine, "allowed_cores", lambda: [0, 1])
     return monkeypatch
 
 
@@ -55,6 +72,12 @@ def test_the_users_binding_wins(clean_env):
 
 
 def test_large_machines_keep_vllms_own_binding(clean_env):
-    clean_env.setattr(vllm_engine.os, "cpu_count", lambda: 64)
+    clean_env.setattr(vllm_engine, "allowed_cores", lambda: list(range(64)))
     vllm_engine._bind_model_threads()
     assert BIND not in vllm_engine.os.environ
+
+
+def test_a_small_cpuset_on_a_large_host_binds_its_own_cores(clean_env):
+    clean_env.setattr(vllm_engine, "allowed_cores", lambda: [12, 13, 40])  # e.g. a container's cpuset
+    vllm_engine._bind_model_threads()
+    assert vllm_engine.os.environ[BIND] == "12-13,40"

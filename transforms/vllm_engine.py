@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from transforms.chat_format import chat_prompt_text
+from transforms.cpu_cores import allowed_cores, core_list
 from transforms.engine import Completion, Continuation, EngineError, SamplingSettings
 
 log = logging.getLogger(__name__)
@@ -115,16 +116,17 @@ def _bind_model_threads() -> None:
     """Choose the cores the model's OpenMP threads run on, unless the user set `VLLM_CPU_OMP_THREADS_BIND`.
 
     A worker of a local Dask cluster gets its own slice of the machine (`WORKER_CORES_ENV`): engines of several
-    workers bound to the same cores spin against each other. Otherwise, on <= 4 cores, every core: vLLM's CPU
-    backend would keep one core for its scheduler process, so on 2 cores the model computed on one. An offline
-    batch job waits inside `generate()` and the scheduler is light; measured on 2 cores: +35-80% decode
-    throughput, -27% job wall time (BENCHMARKS.md, engine settings).
+    workers bound to the same cores spin against each other. Otherwise, on <= 4 allowed cores (the process's
+    affinity mask, not the host's count), every one of them: vLLM's CPU backend would keep one core for its
+    scheduler process, so on 2 cores the model computed on one. An offline batch job waits inside `generate()`
+    and the scheduler is light; measured on 2 cores: +35-80% decode throughput, -27% job wall time
+    (BENCHMARKS.md, engine settings).
     """
     current = os.environ.get(BIND_ENV)
     if current is not None and current != os.environ.get(_DEFAULTED_BIND_ENV):
         return  # the user's binding
-    cores = os.cpu_count() or 1
-    chosen = os.environ.get(WORKER_CORES_ENV) or (f"0-{cores - 1}" if cores <= _SMALL_MACHINE_CORES else None)
+    cores = allowed_cores()
+    chosen = os.environ.get(WORKER_CORES_ENV) or (core_list(cores) if len(cores) <= _SMALL_MACHINE_CORES else None)
     if chosen is None:
         return
     os.environ[BIND_ENV] = os.environ[_DEFAULTED_BIND_ENV] = chosen
