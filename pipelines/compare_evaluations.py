@@ -106,11 +106,16 @@ def parse_runs(specs: Sequence[str]) -> dict[str, Path]:
     return runs
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", metavar="NAME=DIR", help="pipelines.evaluate output folders")
     parser.add_argument("--view", default="auto,free", help="comma-separated: auto, free (default: both)")
     parser.add_argument("--out", help="also write the tables to this Markdown file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
     views = [v.strip() for v in args.view.split(",") if v.strip()]
     try:

@@ -84,7 +84,20 @@ def _parse(module: str, args: list[str]) -> None:
         from policies.__main__ import build_parser
 
         build_parser().parse_args(args)
-    elif module in ("pipelines.export", "pipelines.report", "pipelines.review", "pipelines.calibrate"):
+    elif module in ("pipelines.evaluate", "pipelines.evaluate_modes"):
+        from pipelines.evaluate import parse_args
+        from pipelines.moderate import reject_unknown_args
+
+        if module == "pipelines.evaluate_modes":  # its own option, then everything goes to pipelines.evaluate
+            assert "--modes" in args, args
+            at = args.index("--modes")
+            args = args[:at] + args[at + 2 :]
+        _, job_args = parse_args(args)  # the rest goes to the job
+        reject_unknown_args(job_args)
+    elif module in (
+        "pipelines.export", "pipelines.report", "pipelines.review", "pipelines.calibrate",
+        "pipelines.compare_evaluations",
+    ):  # fmt: skip
         importlib.import_module(module).build_parser().parse_args(args)
     elif module == "pytest":
         markers = [args[i + 1] for i, a in enumerate(args) if a == "-m"]
