@@ -20,8 +20,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 # Some rows of two sample files: ~10 units in 3 engine batches of ~25 s, time to kill after the first (the whole
-# sample, 75 units, made this test 419 s; the first 12 rows, ~23 units, 313 s; two engine starts of ~75 s each
-# included). Row 9 of the 27th is the sample's one row with nothing to judge.
+# sample, 75 units, made this test 419 s; the first 12 rows, ~23 units, 313 s; these 6 rows 234 s, in the full
+# suite; two engine starts of ~75 s each included). Row 9 of the 27th is the sample's one row with nothing to judge.
 ROWS = {"conversations-2026-11-26.parquet": [0, 1, 2], "conversations-2026-11-27.parquet": [7, 8, 9]}
 
 
