@@ -1,5 +1,5 @@
-"""Which cores the CPU engine's threads are bound to: the user's binding, a local Dask worker's own slice, or
-every allowed core on a small machine (the affinity mask, not the host's core count)."""
+"""The CPU engine's settings: the cores its threads are bound to (the user's binding, a local Dask worker's own
+slice, or every allowed core on a small machine: the affinity mask, not the host's core count), and its dtype."""
 
 from __future__ import annotations
 
@@ -81,3 +81,26 @@ def test_a_small_cpuset_on_a_large_host_binds_its_own_cores(clean_env):
     clean_env.setattr(vllm_engine, "allowed_cores", lambda: [12, 13, 40])  # e.g. a container's cpuset
     vllm_engine._bind_model_threads()
     assert vllm_engine.os.environ[BIND] == "12-13,40"
+
+
+@pytest.mark.parametrize(
+    ("requested", "embedded", "cpu_without_bf16", "expected"),
+    [
+        ("auto", True, False, "float32"),  # the embedded models are saved in fp32
+        ("auto", False, True, "float32"),  # an AVX2 CPU: vLLM's auto would emulate bf16
+        ("auto", False, False, "auto"),  # GPU or a bf16-capable CPU: vLLM decides
+        ("bfloat16", False, True, "bfloat16"),  # the user's --dtype wins
+        ("float16", True, True, "float16"),
+    ],
+)
+def test_serving_dtype(requested, embedded, cpu_without_bf16, expected):
+    assert vllm_engine.serving_dtype(requested, embedded, cpu_without_bf16) == expected
+
+
+def test_native_bf16_is_read_from_the_cpu_flags():
+    avx2 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n"
+    sapphire = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
+    assert not vllm_engine.cpu_has_native_bf16(avx2)
+    assert vllm_engine.cpu_has_native_bf16(sapphire)
+    assert not vllm_engine.cpu_has_native_bf16("")
+    assert isinstance(vllm_engine.cpu_has_native_bf16(), bool)  # this machine's /proc/cpuinfo

@@ -16,6 +16,7 @@ import functools
 import logging
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from transforms.chat_format import chat_prompt_text
@@ -63,8 +64,7 @@ class VllmEngineSpec:
         model = self.resolved_model()
         kwargs: dict[str, Any] = dict(
             model=model,
-            # The embedded models are saved in fp32; vLLM's `auto` would run them in bf16 on CPU.
-            dtype="float32" if _is_embedded(self.model) and self.dtype == "auto" else self.dtype,
+            dtype=serving_dtype(self.dtype, _is_embedded(self.model), _is_cpu_build() and not cpu_has_native_bf16()),
             max_model_len=self.max_model_len,
             enforce_eager=self.enforce_eager,
             enable_prefix_caching=self.enable_prefix_caching,
@@ -130,6 +130,29 @@ def _bind_model_threads() -> None:
     if chosen is None:
         return
     os.environ[BIND_ENV] = os.environ[_DEFAULTED_BIND_ENV] = chosen
+
+
+def serving_dtype(requested: str, embedded: bool, cpu_without_bf16: bool) -> str:
+    """The dtype the engine is built with. `auto` is float32 for the embedded models (saved in fp32) and for any
+    model on a CPU without native bf16 (AVX2-only): there vLLM's `auto` turns an fp32 checkpoint into bf16,
+    which such a CPU emulates: a merged guard took 347 s for 64 prompt-level units in bf16, the fp32 guard 68-108 s
+    (BENCHMARKS.md §10). Elsewhere (GPUs, bf16-capable CPUs) vLLM's own `auto`. An explicit `--dtype` wins."""
+    if requested != "auto":
+        return requested
+    return "float32" if embedded or cpu_without_bf16 else "auto"
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """True when the CPU computes bf16 natively (`avx512_bf16` or `amx_bf16` among /proc/cpuinfo's flags)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = {
+        flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[-1].split()
+    }
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 def _is_embedded(model: str | None) -> bool:
