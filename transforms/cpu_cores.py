@@ -6,6 +6,7 @@ are allowed, and not always `0..n-1`. Thread bindings are built from the affinit
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Sequence
 
@@ -22,16 +23,11 @@ def core_list(cores: Sequence[int]) -> str:
     """`[0, 1, 2, 5]` → `"0-2,5"`: the form `VLLM_CPU_OMP_THREADS_BIND` parses (runs of ids as ranges)."""
     if not cores:
         raise ValueError("no cores to list")
-    ids = sorted(set(cores))
-    runs: list[str] = []
-    start = previous = ids[0]
-    for core in [*ids[1:], None]:
-        if core is not None and core == previous + 1:
-            previous = core
-            continue
-        runs.append(str(start) if start == previous else f"{start}-{previous}")
-        if core is not None:
-            start = previous = core
+    runs = []
+    # consecutive ids share (id - position): each group is one run
+    for _, group in itertools.groupby(enumerate(sorted(set(cores))), key=lambda pair: pair[1] - pair[0]):
+        ids = [core for _, core in group]
+        runs.append(str(ids[0]) if len(ids) == 1 else f"{ids[0]}-{ids[-1]}")
     return ",".join(runs)
 
 
