@@ -53,33 +53,33 @@ def clean_env(monkeypatch):
 
 
 def test_small_machine_default_is_every_core(clean_env):
-    vllm_engine._bind_model_threads()
+    vllm_engine.bind_model_threads()
     assert vllm_engine.os.environ[BIND] == "0-1"
 
 
 def test_a_local_workers_slice_replaces_the_default_it_inherited(clean_env):
-    vllm_engine._bind_model_threads()  # the job's process chose 0-1; a worker it started inherits that
+    vllm_engine.bind_model_threads()  # the job's process chose 0-1; a worker it started inherits that
     clean_env.setenv(WORKER_CORES_ENV, "1")
-    vllm_engine._bind_model_threads()
+    vllm_engine.bind_model_threads()
     assert vllm_engine.os.environ[BIND] == "1"
 
 
 def test_the_users_binding_wins(clean_env):
     clean_env.setenv(BIND, "0")
     clean_env.setenv(WORKER_CORES_ENV, "1")
-    vllm_engine._bind_model_threads()
+    vllm_engine.bind_model_threads()
     assert vllm_engine.os.environ[BIND] == "0"
 
 
 def test_large_machines_keep_vllms_own_binding(clean_env):
     clean_env.setattr(vllm_engine, "allowed_cores", lambda: list(range(64)))
-    vllm_engine._bind_model_threads()
+    vllm_engine.bind_model_threads()
     assert BIND not in vllm_engine.os.environ
 
 
 def test_a_small_cpuset_on_a_large_host_binds_its_own_cores(clean_env):
     clean_env.setattr(vllm_engine, "allowed_cores", lambda: [12, 13, 40])  # e.g. a container's cpuset
-    vllm_engine._bind_model_threads()
+    vllm_engine.bind_model_threads()
     assert vllm_engine.os.environ[BIND] == "12-13,40"
 
 

@@ -138,7 +138,7 @@ def render_under(
     }
 
 
-def _conversation_tokens(item: LabelledText, count_tokens: Callable[[str], int]) -> int:
+def conversation_tokens(item: LabelledText, count_tokens: Callable[[str], int]) -> int:
     return count_tokens(item.prompt) + (count_tokens(item.response) if item.response else 0)
 
 
@@ -182,7 +182,7 @@ def build_datasets(config: DataConfig, tokenizer: Any) -> tuple[dict[str, list[d
     eval_texts = evaluation_texts(Path(config.benchmarks_dir))
     raw = list(read_sources(Path(config.train_dir)))
     items, stats = clean_items(raw, eval_texts)
-    short = [i for i in items if _conversation_tokens(i, count_tokens) <= config.max_conversation_tokens]
+    short = [i for i in items if conversation_tokens(i, count_tokens) <= config.max_conversation_tokens]
     stats["too_long"] = len(items) - len(short)
     policies = load_policies()
     splits: dict[str, list[dict]] = {}
@@ -240,7 +240,7 @@ def read_split(data_dir: Path, split: str) -> list[dict]:
     path = data_dir / f"{split}.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found; build it first: python -m training data --out {data_dir}")
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
 
 
 def _atomic_write(path: Path, text: str) -> None:

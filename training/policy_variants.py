@@ -67,6 +67,37 @@ _TENANT_POLICIES = ("kids-learning", "medical-advice", "security-research")
 
 
 @dataclasses.dataclass(frozen=True)
+class PolicyPool:
+    """A fixed set of derived policies to draw from instead of fresh random ones (`policy_pool`).
+
+    Examples that share a policy share their prompt's first ~300-900 tokens, which a prefix-cached engine computes
+    once per policy: the decision head's feature extraction draws from a pool so that most prefixes are cached.
+    """
+
+    shuffled: tuple[ResolvedPolicy, ...]
+    subsets: tuple[ResolvedPolicy, ...]
+
+
+def policy_pool(rng: random.Random, default: ResolvedPolicy, shuffled: int, subsets: int) -> PolicyPool:
+    """`shuffled` reorderings of the default's categories and `subsets` random subsets of 2-8 of them; each code
+    is in about the same number of subsets (a subset starts from the codes used least so far)."""
+    orders = tuple(
+        derived_policy(default, tuple(rng.sample(default.categories, len(default.categories))), "shuffled")
+        for _ in range(shuffled)
+    )
+    uses = {c.code: 0 for c in default.categories}
+    drawn = []
+    for _ in range(subsets):
+        size = rng.randint(2, 8)
+        least = sorted(default.categories, key=lambda c: (uses[c.code], rng.random()))
+        chosen = [least[0], *rng.sample(least[1:], size - 1)]
+        for category in chosen:
+            uses[category.code] += 1
+        drawn.append(derived_policy(default, tuple(rng.sample(chosen, len(chosen))), "subset"))
+    return PolicyPool(orders, tuple(drawn))
+
+
+@dataclasses.dataclass(frozen=True)
 class PolicyChoice:
     """A policy to show an example under, how it was made, and the example's label under it."""
 
@@ -106,13 +137,15 @@ def choose_policy(
     gold: str,
     codes: tuple[str, ...] | None,
     shares: dict[str, float],
+    pool: PolicyPool | None = None,
 ) -> PolicyChoice:
-    """Draw a policy for one example (`shares`: kind → weight) among those under which its label is known."""
+    """Draw a policy for one example (`shares`: kind → weight) among those under which its label is known;
+    shuffled and subset policies come from `pool` when one is given."""
     default = policies[DEFAULT_POLICY_ID]
     kinds = list(shares)
     for _ in range(8):
         kind = rng.choices(kinds, weights=[shares[k] for k in kinds])[0]
-        choice = _draw(rng, kind, policies, default, level, gold, codes)
+        choice = _draw(rng, kind, policies, default, level, gold, codes, pool)
         if choice is not None:
             return choice
     categories = tuple(rng.sample(default.categories, len(default.categories)))
@@ -127,9 +160,12 @@ def _draw(
     level: str,
     gold: str,
     codes: tuple[str, ...] | None,
+    pool: PolicyPool | None = None,
 ) -> PolicyChoice | None:
     if kind == "default":
         return PolicyChoice(default, "default", gold)
+    if pool is not None and kind in ("shuffled", "subset"):
+        return _draw_from_pool(rng, kind, pool, gold, codes)
     if kind == "shuffled":
         categories = tuple(rng.sample(default.categories, len(default.categories)))
         return PolicyChoice(derived_policy(default, categories, "shuffled"), "shuffled", gold)
@@ -159,6 +195,22 @@ def _draw(
             return None
         return PolicyChoice(tenant, "tenant", gold)
     raise ValueError(f"unknown policy kind {kind!r}")
+
+
+def _draw_from_pool(
+    rng: random.Random, kind: str, pool: PolicyPool, gold: str, codes: tuple[str, ...] | None
+) -> PolicyChoice | None:
+    """A shuffled or subset policy from the pool; for an unsafe example, half the time a subset holding its
+    main code (as `_draw` does with fresh subsets)."""
+    if kind == "shuffled":
+        return PolicyChoice(rng.choice(pool.shuffled), "shuffled", gold) if pool.shuffled else None
+    if (gold == "unsafe" and codes is None) or not pool.subsets:
+        return None
+    candidates = pool.subsets
+    if gold == "unsafe" and rng.random() < 0.5:
+        candidates = tuple(p for p in pool.subsets if codes[0] in p.category_codes) or candidates
+    policy = rng.choice(candidates)
+    return PolicyChoice(policy, "subset", label_under(policy, gold, codes))
 
 
 def label_in_pack(choice: PolicyChoice, policies: dict[str, ResolvedPolicy], gold: str, codes) -> str | None:

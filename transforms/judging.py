@@ -18,14 +18,12 @@ import dataclasses
 import math
 from collections.abc import Sequence
 
+from transforms.chat_format import BOX_OPEN, EMPTY_THOUGHT, THINK_CLOSE, THINK_OPEN
 from transforms.engine import Completion, Continuation, SamplingSettings, VerdictEngine
 from transforms.verdict_parsing import VERDICTS, extract_reasoning, parse_categories, parse_output
 
 VERDICT_MODES = ("free", "forced", "auto", "cascade")
 DEFAULT_CASCADE_BAND = (0.2, 0.8)
-THINK_OPEN = "<think>\n"
-THINK_CLOSE = "</think>"
-BOX_OPEN = "\\boxed{"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,9 +240,6 @@ def _forced_judgement(completion: Completion, p_unsafe: float, budget: int, open
         completion_tokens=completion.completion_tokens,
         token_budget=budget,
     )
-
-
-EMPTY_THOUGHT = "\n" + THINK_CLOSE + "\n" + BOX_OPEN  # after THINK_OPEN: `<think>\n\n</think>\n\boxed{`
 
 
 def score_without_reasoning(engine: VerdictEngine, requests: Sequence[JudgeRequest]) -> list[tuple[Completion, float]]:

@@ -75,7 +75,7 @@ class VllmEngineSpec:
             kwargs["block_size"] = self.block_size
         if _is_cpu_build():
             kwargs["kv_cache_memory_bytes"] = int(self.kv_cache_gib * (1 << 30))
-            _bind_model_threads()
+            bind_model_threads()
         log.info("starting vLLM engine: %s", kwargs)
         try:
             llm = LLM(**kwargs)
@@ -112,7 +112,7 @@ WORKER_CORES_ENV = "RSAFE_WORKER_CORES"
 _DEFAULTED_BIND_ENV = "RSAFE_DEFAULTED_THREADS_BIND"
 
 
-def _bind_model_threads() -> None:
+def bind_model_threads() -> None:
     """Choose the cores the model's OpenMP threads run on, unless the user set `VLLM_CPU_OMP_THREADS_BIND`.
 
     A worker of a local Dask cluster gets its own slice of the machine (`WORKER_CORES_ENV`): engines of several
