@@ -24,6 +24,7 @@ EMBEDDED_MODEL_NAME = "SmolLM2-135M-Instruct"
 GUARD_ADAPTER_DIR = pathlib.Path(__file__).resolve().parent / "embedded_guard"
 GUARD_ADAPTER_NAME = "rsafe-lora"
 BASE_ALIAS = "embedded:base"
+LORA_ALIAS = "embedded:lora"  # the stage-1 guard: base + the committed LoRA adapter, no decision head
 GUARD_ALIAS = "embedded:guard"
 _ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -154,14 +155,14 @@ def merge_adapter(base: str, adapter: str, out_dir: pathlib.Path) -> None:
 
 def is_embedded(model: str | None) -> bool:
     """True for the embedded guard or base (saved in fp32, so the engine runs them in fp32)."""
-    return model in (None, "", BASE_ALIAS, GUARD_ALIAS)
+    return model in (None, "", BASE_ALIAS, LORA_ALIAS, GUARD_ALIAS)
 
 
 def resolve_model(model: str | None) -> str:
     """The model folder to load: the embedded guard by default, the base for `embedded:base`, else `model`."""
     if model == BASE_ALIAS:
         return ensure_embedded_model()
-    if is_embedded(model):
+    if model == LORA_ALIAS or is_embedded(model):
         return ensure_embedded_guard()
     return model  # type: ignore[return-value]
 

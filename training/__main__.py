@@ -158,6 +158,25 @@ def cmd_curves(args: argparse.Namespace) -> None:
             print(plot_curves(log, stage, Path(args.out or run) / f"{stage}_curve.png"))
 
 
+def cmd_head(args: argparse.Namespace) -> None:
+    from pipelines.embedded_model import resolve_model
+    from training.head import HeadConfig, run_head
+    from training.head_data import HeadDataConfig
+
+    data = HeadDataConfig(
+        seed=args.seed,
+        max_conversation_tokens=args.max_conversation_tokens,
+        contrast_share=args.contrast_share,
+        max_rows=args.max_rows,
+        train_dir=args.train_dir,
+        benchmarks_dir=args.benchmarks_dir,
+    )
+    layers = tuple(int(x) for x in args.layers.split(",")) if args.layers else HeadConfig.layers
+    config = HeadConfig(args.out, resolve_model(args.model), args.model, data, layers, args.stop_after)
+    summary = run_head(config)
+    print(json.dumps({k: summary[k] for k in ("features", "fit") if k in summary}, indent=2, default=str))
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     from training.export import export_adapter
 
@@ -245,6 +264,19 @@ def build_parser() -> argparse.ArgumentParser:
     curves.add_argument("--out", help="folder for the PNGs (default: the run folder)")
     curves.set_defaults(func=cmd_curves)
 
+    head = sub.add_parser("head", help="the decision head: features of the frozen model (vLLM), a linear fit")
+    head.add_argument("--out", default="runs/head")
+    head.add_argument("--model", default="embedded:lora", help="the model read (and folded): embedded:lora|base|FOLDER")
+    head.add_argument("--layers", default="", help="candidate layers, comma-separated (default 12,15,...,28)")
+    head.add_argument("--max-rows", type=int, help="a budget: this many rows, stratified (default: all)")
+    head.add_argument("--max-conversation-tokens", type=int, default=512)
+    head.add_argument("--contrast-share", type=float, default=0.15)
+    head.add_argument("--stop-after", default="fit", choices=("records", "features", "fit"))
+    head.add_argument("--seed", type=int, default=0)
+    head.add_argument("--train-dir", default=str(DEFAULT_TRAIN_DIR))
+    head.add_argument("--benchmarks-dir", default=str(DEFAULT_BENCHMARKS_DIR))
+    head.set_defaults(func=cmd_head)
+
     export = sub.add_parser("export", help="ship an adapter as the embedded guard (pipelines/embedded_guard/)")
     export.add_argument("--adapter", required=True)
     export.add_argument("--run", default=str(DEFAULT_RUN_DIR), help="the run folder, for provenance")
@@ -262,7 +294,7 @@ def main(argv: list[str] | None = None) -> None:
         exit_after_offline_engine()
 
 
-ENGINE_COMMANDS = ("validate", "focus")
+ENGINE_COMMANDS = ("validate", "focus", "head")
 """Commands that start an in-process vLLM engine."""
 
 

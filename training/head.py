@@ -1,0 +1,82 @@
+"""`python -m training head`: the decision head, end to end — records, features, fit, fold-check, export.
+
+Steps, each resumable (a rerun of the same command reuses what is on disk):
+1. records (`training.head_data`): every usable training row under a drawn policy → `OUT/records.jsonl`.
+2. features (`training.head_features`): vLLM reads the hidden states at the score position → `OUT/features/`.
+3. fit (`training.head_fit`): logistic regression per candidate layer, chosen on the validation split; category
+   heads; a TF-IDF baseline on the same rows → `OUT/head/` (the head) and `OUT/fit.json`.
+`OUT/training.json` records data, features, validation figures and wall time per step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+
+from training.head_data import HeadDataConfig, build_head_records
+from training.head_features import DEFAULT_LAYERS, ExtractionConfig, extract_records
+
+log = logging.getLogger(__name__)
+STEPS = ("records", "features", "fit")
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadConfig:
+    """One head run: where it goes, which served model's activations it reads, and each step's settings."""
+
+    out_dir: str
+    model_dir: str  # the model folder features are read from (the base the head is folded into)
+    base: str  # how the job names that model (`embedded:lora`, `embedded:base`, or a folder)
+    data: HeadDataConfig = dataclasses.field(default_factory=HeadDataConfig)
+    layers: tuple[int, ...] = DEFAULT_LAYERS
+    stop_after: str = "fit"
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+
+
+def _write_json(path: Path, value: dict) -> None:
+    staging = path.with_suffix(".tmp")
+    staging.write_text(json.dumps(value, indent=2, default=str) + "\n", encoding="utf-8")
+    staging.replace(path)
+
+
+def records_step(config: HeadConfig, out: Path) -> tuple[list[dict], dict]:
+    """The rendered records (built once; a rerun reads them back) and their report."""
+    path, report_path = out / "records.jsonl", out / "records.json"
+    if path.is_file() and report_path.is_file():
+        return _read_jsonl(path), json.loads(report_path.read_text())
+    from transformers import AutoTokenizer
+
+    started = time.monotonic()
+    records, report = build_head_records(config.data, AutoTokenizer.from_pretrained(config.model_dir))
+    report["wall_s"] = round(time.monotonic() - started, 1)
+    staging = path.with_suffix(".tmp")
+    staging.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    staging.replace(path)
+    _write_json(report_path, report)
+    return records, report
+
+
+def run_head(config: HeadConfig) -> dict:
+    """Run the steps up to `stop_after`; returns the run's `training.json` content."""
+    if config.stop_after not in STEPS:
+        raise ValueError(f"stop_after must be one of {STEPS}, got {config.stop_after!r}")
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary: dict = {"config": dataclasses.asdict(config)}
+    records, summary["records"] = records_step(config, out)
+    log.info("head records: %d (%s)", len(records), summary["records"]["splits"])
+    if config.stop_after != "records":
+        extraction = ExtractionConfig(model=config.model_dir, layers=config.layers)
+        summary["features"] = extract_records(records, extraction, out / "features")
+    if config.stop_after == "fit":
+        from training.head_fit import fit_step
+
+        summary["fit"] = fit_step(records, out, config)
+    _write_json(out / "training.json", summary)
+    return summary

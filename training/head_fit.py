@@ -1,0 +1,228 @@
+"""Fit the decision head on extracted features, choose its layer on the validation split, fit category heads.
+
+The decision head is a logistic regression through the origin (`fit_intercept=False`: the fold has no bias term;
+the cost is measured against the same fit with an intercept) on `x_k / rms(x_L)` for each candidate layer k, and
+on the final state itself; features are scaled by their training standard deviation (not centred) for the
+solver and the weights mapped back. The layer and the regularisation are chosen by validation AUROC. Category
+heads are one-vs-rest regressions on the final normed state, for each default code with enough labelled rows: a
+row is positive when its set names a category mapped to the code, negative when it is safe or names other
+categories (unsafe rows without a category are left out). A TF-IDF + logistic regression baseline on the judged
+conversation text of the same rows is the check the head must beat.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipelines import metrics
+
+log = logging.getLogger(__name__)
+
+C_GRID = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+MIN_CATEGORY_POSITIVES = 40
+FINAL = "final"  # the candidate that reads the final normed state (no later layers to project)
+
+
+def logistic(C: float, intercept: bool = False):
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=C, fit_intercept=intercept, max_iter=5000)
+
+
+def fit_scaled(X: np.ndarray, y: np.ndarray, C: float, intercept: bool = False) -> tuple[np.ndarray, float]:
+    """(weights over the raw features, intercept): fitted on features divided by their standard deviation."""
+    scale = X.std(axis=0) + 1e-6
+    model = logistic(C, intercept).fit(X / scale, y)
+    return model.coef_[0] / scale, float(model.intercept_[0]) if intercept else 0.0
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
+    """ECE over equal-width probability bins (the report's definition)."""
+    index = np.minimum((p * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        mask = index == b
+        if mask.any():
+            total += mask.mean() * abs(p[mask].mean() - y[mask].mean())
+    return float(total)
+
+
+def scores_report(y: np.ndarray, z: np.ndarray, threshold: float = 0.5) -> dict:
+    """AUROC, F1 and accuracy at the threshold, log loss and ECE of decision scores `z` (log-odds)."""
+    p = sigmoid(z)
+    gold, predicted = [bool(v) for v in y], [bool(v) for v in p >= threshold]
+    c = metrics.confusion(gold, predicted)
+    eps = 1e-12
+    return {
+        "n": len(y),
+        "auroc": metrics.auroc(gold, [float(v) for v in z]),
+        "f1": metrics.f1(c),
+        "accuracy": metrics.accuracy(c),
+        "log_loss": float(-np.mean(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps))),
+        "ece": expected_calibration_error(y, p),
+    }
+
+
+def by_group(records: Sequence[dict], y: np.ndarray, z: np.ndarray, field) -> dict:
+    """`scores_report` per value of a record field (or of a function of the record)."""
+    keys = [field(r) if callable(field) else r[field] for r in records]
+    out = {}
+    for key in sorted(set(keys)):
+        mask = np.array([k == key for k in keys])
+        out[key] = {k: v for k, v in scores_report(y[mask], z[mask]).items() if k in ("n", "auroc", "f1")}
+    return out
+
+
+def candidate_features(features: np.ndarray, layers: Sequence[int], gamma: np.ndarray) -> dict[str, np.ndarray]:
+    """Candidate → `x_k / rms(x_L)` rows: each extracted layer, and the final state (its normed form over γ)."""
+    found = {str(k): features[:, 1 + i] for i, k in enumerate(layers)}
+    found[FINAL] = features[:, 0] / gamma
+    return found
+
+
+def adaptation(records: Sequence[dict], z: np.ndarray) -> dict:
+    """Policy following on validation: P(unsafe) of unsafe-category texts under policies with and without it."""
+    covered = [sigmoid(z[i]) for i, r in enumerate(records) if r["gold_label"] == "unsafe" and r["label"] == "unsafe"]
+    removed = [sigmoid(z[i]) for i, r in enumerate(records) if r["gold_label"] == "unsafe" and r["label"] == "safe"]
+    return {
+        "covered_n": len(covered),
+        "covered_mean_p": float(np.mean(covered)) if covered else None,
+        "removed_n": len(removed),
+        "removed_mean_p": float(np.mean(removed)) if removed else None,
+    }
+
+
+def tfidf_baseline(train: Sequence[dict], validation: Sequence[dict], y_train, y_val) -> tuple[dict, np.ndarray]:
+    """TF-IDF (word 1-2-grams) + logistic regression on the conversation text; (report, validation scores)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    text = lambda r: "\n".join(f"{role}: {content}" for role, content in r["messages"])  # noqa: E731
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=200_000)
+    X_train = vectorizer.fit_transform([text(r) for r in train])
+    best = None
+    for C in (1.0, 3.0, 10.0):
+        model = LogisticRegression(C=C, max_iter=5000).fit(X_train, y_train)
+        z = model.decision_function(vectorizer.transform([text(r) for r in validation]))
+        report = scores_report(y_val, z)
+        if best is None or report["auroc"] > best[0]["auroc"]:
+            best = ({**report, "C": C}, z)
+    return best
+
+
+def fit_decision(
+    candidates: dict[str, np.ndarray], y: np.ndarray, train: np.ndarray, val: np.ndarray
+) -> tuple[dict, dict]:
+    """(choice, grid): the candidate and C with the best validation AUROC, and every cell's figures."""
+    grid: dict[str, dict] = {}
+    best = None
+    for name, X in candidates.items():
+        for C in C_GRID:
+            w, _ = fit_scaled(X[train], y[train], C)
+            report = scores_report(y[val], X[val] @ w)
+            grid[f"{name}@{C}"] = {k: report[k] for k in ("auroc", "log_loss", "f1")}
+            if best is None or report["auroc"] > best["validation"]["auroc"]:
+                best = {"candidate": name, "C": C, "weights": w, "validation": report}
+    return best, grid
+
+
+def fit_categories(
+    records: Sequence[dict], normed: np.ndarray, train: np.ndarray, val: np.ndarray, C: float
+) -> tuple[dict[str, np.ndarray], dict]:
+    """Per default code with >= MIN_CATEGORY_POSITIVES training positives: weights over the final normed state."""
+    known = np.array([r["gold_label"] == "safe" or bool(r["codes"]) for r in records])
+    positives = collections.Counter(c for r, t in zip(records, train, strict=True) if t for c in r["codes"])
+    heads, report = {}, {}
+    for code in sorted(positives, key=lambda c: int(c[1:])):
+        if positives[code] < MIN_CATEGORY_POSITIVES:
+            report[code] = {"train_positives": positives[code], "fitted": False}
+            continue
+        y = np.array([r["gold_label"] == "unsafe" and code in r["codes"] for r in records], dtype=int)
+        rows_train, rows_val = train & known, val & known
+        w, _ = fit_scaled(normed[rows_train], y[rows_train], C)
+        heads[code] = w
+        val_report = scores_report(y[rows_val], normed[rows_val] @ w) if y[rows_val].any() else {}
+        report[code] = {
+            "train_positives": positives[code],
+            "fitted": True,
+            "validation_positives": int(y[rows_val].sum()),
+            "validation_auroc": val_report.get("auroc"),
+        }
+    return heads, report
+
+
+def model_norm_weight(model_dir: str) -> np.ndarray:
+    """γ of the model's final norm (`model.norm.weight`), read from its safetensors."""
+    from safetensors import safe_open
+
+    for path in sorted(Path(model_dir).glob("*.safetensors")):
+        with safe_open(str(path), "np") as handle:
+            if "model.norm.weight" in set(handle.keys()):
+                return handle.get_tensor("model.norm.weight").astype(np.float32)
+    raise RuntimeError(f"no model.norm.weight in {model_dir}")
+
+
+def num_layers(model_dir: str) -> int:
+    return int(json.loads((Path(model_dir) / "config.json").read_text())["num_hidden_layers"])
+
+
+def fit_step(records: Sequence[dict], out: Path, config: Any) -> dict:
+    """Fit, choose and save the head under `out/head`; returns the figures recorded in `training.json`."""
+    from pipelines.decision_head import write_head
+
+    started = time.monotonic()
+    features = np.load(out / "features" / "features.npy")
+    if len(features) != len(records):
+        raise RuntimeError(f"{len(features)} feature rows for {len(records)} records: rerun the features step")
+    y = np.array([r["label"] == "unsafe" for r in records], dtype=int)
+    train = np.array([r["split"] == "train" for r in records])
+    val = ~train
+    gamma = model_norm_weight(config.model_dir)
+    candidates = candidate_features(features, config.layers, gamma)
+    choice, grid = fit_decision(candidates, y, train, val)
+    X = candidates[choice["candidate"]]
+    w_icpt, b = fit_scaled(X[train], y[train], choice["C"], intercept=True)
+    with_intercept = scores_report(y[val], X[val] @ w_icpt + b)
+    validation = [r for r, v in zip(records, val, strict=True) if v]
+    z = X[val] @ choice["weights"]
+    tfidf, z_tfidf = tfidf_baseline([r for r, t in zip(records, train, strict=True) if t], validation, y[train], y[val])
+    source = lambda r: r["source"].split(":")[-1]  # noqa: E731
+    categories, category_report = fit_categories(records, features[:, 0], train, val, choice["C"])
+    layer = num_layers(config.model_dir) if choice["candidate"] == FINAL else int(choice["candidate"])
+    fit = {
+        "decision": {
+            "candidate": choice["candidate"],
+            "layer": layer,
+            "C": choice["C"],
+            "validation": choice["validation"],
+            "validation_with_intercept": {**with_intercept, "intercept": b},
+            "by_level": by_group(validation, y[val], z, "level"),
+            "by_source": by_group(validation, y[val], z, source),
+            "by_policy_kind": by_group(validation, y[val], z, "policy_kind"),
+            "adaptation": adaptation(validation, z),
+        },
+        "grid": grid,
+        "tfidf_baseline": {
+            "validation": tfidf,
+            "by_source": by_group(validation, y[val], z_tfidf, source),
+        },
+        "categories": category_report,
+        "rows": {"train": int(train.sum()), "validation": int(val.sum())},
+    }
+    fit["wall_s"] = round(time.monotonic() - started, 1)
+    head_config = {"base": config.base, "fit": {k: fit["decision"][k] for k in ("candidate", "C", "validation")}}
+    fit["head_version"] = write_head(out / "head", choice["weights"], layer, categories, head_config)
+    (out / "fit.json").write_text(json.dumps(fit, indent=2, default=float) + "\n")
+    return fit
