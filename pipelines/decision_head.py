@@ -1,0 +1,178 @@
+"""The decision head: a linear read-out of the guard's own activations, folded into the served model.
+
+A head is fitted (`python -m training head`) on the hidden state at the position where the cascade's score pass
+reads P(unsafe) (`transforms.chat_format.score_position_ids`). Its decision score is `w · x_k / rms(x_L)`: the
+residual stream after layer k, divided by the RMS the final norm divides by. Folding makes vLLM's logits there
+*be* that score, with no new engine and no change to the job:
+
+1. `lm_head` is untied from the input embedding (the embedding is unchanged, so no input changes).
+2. For k < L, every later layer's writes to the residual stream (attention `o_proj`, MLP `down_proj`) lose their
+   component along `w`, so `w · x_L = w · x_k`: the head's direction is frozen after layer k.
+3. The `safe` and `unsafe` rows of `lm_head` become `m ∓ (w / γ) / 2` (γ the final norm's weight, m the mean of
+   the two original rows), so `logit(unsafe) - logit(safe) = w · x_L / rms(x_L)`, the head's score, and their sum
+   stays where the model had it.
+4. Category heads (one per policy code the data labels) read the final normed state `h`: the row of an otherwise
+   unused special token becomes `row(safe) + u_c`, so `logit(slot_c) - logit(safe) = u_c · h`. The engine never
+   generates those tokens (`logit_bias`) and reads them with the box's `safe`/`unsafe` scores.
+
+Step 2 changes the final RMS a little (one direction of later writes is gone), so the served score equals the head
+on the served model's own features exactly, and the fitted head (on the unfolded model's features) within a ratio
+of about 1 ± 0.005 (measured per run and recorded in the head's `training.json`). The head has no intercept: it is
+fitted through the origin, which costs nothing measurable (see EVALUATION.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import pathlib
+from typing import Any
+
+HEAD_FORMAT = "rsafe-decision-head/1"
+HEAD_WEIGHTS = "head.safetensors"
+HEAD_CONFIG = "head.json"
+SERVED_HEAD_FILE = "rsafe_head.json"  # in a folded model folder: what the engine needs to know about the head
+RESERVED_TOKENS = 3  # SmolLM2: <|endoftext|>, <|im_start|>, <|im_end|> are never used as category slots
+
+
+@dataclasses.dataclass(frozen=True)
+class ServedHead:
+    """What the engine reads from a folded model folder: the head's version and its category slots."""
+
+    version: str
+    category_codes: tuple[str, ...] = ()
+    slot_tokens: tuple[int, ...] = ()
+
+    @classmethod
+    def read(cls, model_dir: str | pathlib.Path) -> ServedHead | None:
+        path = pathlib.Path(model_dir) / SERVED_HEAD_FILE
+        if not path.is_file():
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return cls(data["version"], tuple(data["category_codes"]), tuple(data["slot_tokens"]))
+
+    def write(self, model_dir: pathlib.Path) -> None:
+        (model_dir / SERVED_HEAD_FILE).write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+
+    @property
+    def slots(self) -> dict[str, int]:
+        """Category code → its slot token."""
+        return dict(zip(self.category_codes, self.slot_tokens, strict=True))
+
+
+def head_version(head_dir: pathlib.Path) -> str:
+    """A short sha256 over the head's config and weights (which head a verdict came from)."""
+    digest = hashlib.sha256()
+    for name in (HEAD_CONFIG, HEAD_WEIGHTS):
+        path = head_dir / name
+        if not path.is_file():
+            raise RuntimeError(f"the decision head is incomplete: {path} is missing")
+        digest.update(name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def write_head(
+    head_dir: pathlib.Path, decision: Any, layer: int, categories: dict[str, Any], config: dict[str, Any]
+) -> str:
+    """Save a head (decision weights over layer `layer`'s features, category weights over the final normed
+    state, and its config); return its version."""
+    import torch
+    from safetensors.torch import save_file
+
+    head_dir.mkdir(parents=True, exist_ok=True)
+    tensors = {"decision": torch.as_tensor(decision, dtype=torch.float32).contiguous()}
+    codes = sorted(categories)
+    if codes:
+        tensors["categories"] = torch.stack([torch.as_tensor(categories[c], dtype=torch.float32) for c in codes])
+    save_file(tensors, str(head_dir / HEAD_WEIGHTS))
+    document = {"format": HEAD_FORMAT, "layer": layer, "category_codes": codes, **config}
+    (head_dir / HEAD_CONFIG).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    return head_version(head_dir)
+
+
+def read_head(head_dir: pathlib.Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(config, tensors) of a saved head; a clear error for a folder that is not one."""
+    from safetensors.torch import load_file
+
+    config = json.loads((head_dir / HEAD_CONFIG).read_text(encoding="utf-8"))
+    if config.get("format") != HEAD_FORMAT:
+        raise RuntimeError(f"{head_dir / HEAD_CONFIG} is not a {HEAD_FORMAT} file")
+    return config, load_file(str(head_dir / HEAD_WEIGHTS))
+
+
+def verdict_token_ids(tokenizer: Any) -> tuple[int, int]:
+    """The tokens the box's verdict starts with: `safe` and the first token of `unsafe`."""
+    safe = tokenizer.encode("safe", add_special_tokens=False)
+    unsafe = tokenizer.encode("unsafe", add_special_tokens=False)
+    if len(safe) != 1 or unsafe[0] == safe[0]:
+        raise RuntimeError(f"cannot fold a head for this tokenizer: safe={safe}, unsafe={unsafe}")
+    return safe[0], unsafe[0]
+
+
+def slot_tokens(tokenizer: Any, count: int) -> list[int]:
+    """`count` special tokens whose output rows may hold category heads (never EOS/BOS/PAD or chat markers)."""
+    keep = {tokenizer.eos_token_id, tokenizer.bos_token_id, tokenizer.pad_token_id}
+    ids = sorted(set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder))
+    chat = {
+        i
+        for i in ids
+        if "im_" in tokenizer.convert_ids_to_tokens(i) or "endoftext" in tokenizer.convert_ids_to_tokens(i)
+    }
+    free = [i for i in ids if i not in keep and i not in chat]
+    if len(free) < count:
+        raise RuntimeError(f"the tokenizer has {len(free)} spare special tokens, {count} category heads need slots")
+    return free[:count]
+
+
+def fold_head(model: Any, tokenizer: Any, decision: Any, layer: int, categories: dict[str, Any]) -> dict[str, int]:
+    """Fold the head into `model` (a transformers Llama-family causal LM, edited in place); returns the category
+    code → slot token map."""
+    import torch
+
+    inner = model.model
+    layers = len(inner.layers)
+    if not 1 <= layer <= layers:
+        raise ValueError(f"head layer {layer} is outside the model's 1..{layers}")
+    with torch.no_grad():
+        embedding = inner.embed_tokens.weight
+        if model.lm_head.weight.data_ptr() == embedding.data_ptr() or getattr(model.config, "tie_word_embeddings", 0):
+            model.lm_head.weight = torch.nn.Parameter(embedding.detach().clone())
+            model.config.tie_word_embeddings = False
+            if getattr(model.config, "text_config", None) is not None:
+                model.config.text_config.tie_word_embeddings = False
+        w = torch.as_tensor(decision, dtype=embedding.dtype)
+        if layer < layers:
+            direction = w / w.norm()
+            projection = torch.eye(len(w), dtype=w.dtype) - torch.outer(direction, direction)
+            for block in inner.layers[layer:]:
+                block.self_attn.o_proj.weight.copy_(projection @ block.self_attn.o_proj.weight)
+                block.mlp.down_proj.weight.copy_(projection @ block.mlp.down_proj.weight)
+        gamma = inner.norm.weight
+        rows = model.lm_head.weight
+        safe, unsafe = verdict_token_ids(tokenizer)
+        middle = (rows[safe] + rows[unsafe]) / 2
+        rows[safe] = middle - (w / gamma) / 2
+        rows[unsafe] = middle + (w / gamma) / 2
+        codes = sorted(categories)
+        slots = dict(zip(codes, slot_tokens(tokenizer, len(codes)), strict=True))
+        for code, token in slots.items():
+            rows[token] = rows[safe] + torch.as_tensor(categories[code], dtype=rows.dtype)
+    return slots
+
+
+def build_folded_model(base_dir: str, head_dir: pathlib.Path, out_dir: pathlib.Path) -> ServedHead:
+    """Base model folder + saved head → a folded HF folder (fp32) with `rsafe_head.json`."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    config, tensors = read_head(head_dir)
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    categories = dict(zip(config["category_codes"], tensors.get("categories", []), strict=True))
+    slots = fold_head(model, tokenizer, tensors["decision"], config["layer"], categories)
+    model.save_pretrained(str(out_dir), safe_serialization=True)
+    tokenizer.save_pretrained(str(out_dir))
+    served = ServedHead(head_version(head_dir), tuple(slots), tuple(slots.values()))
+    served.write(out_dir)
+    return served

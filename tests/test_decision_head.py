@@ -1,0 +1,129 @@
+"""The decision head's fold, on a tiny random Llama with the embedded tokenizer: the served logits are the head."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from pipelines.decision_head import (  # noqa: E402
+    ServedHead,
+    build_folded_model,
+    fold_head,
+    head_version,
+    read_head,
+    verdict_token_ids,
+    write_head,
+)
+
+LAYERS, HIDDEN = 4, 16
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from pipelines.embedded_model import ensure_embedded_model
+
+    return transformers.AutoTokenizer.from_pretrained(ensure_embedded_model())
+
+
+def tiny_model(tokenizer, seed: int = 0):
+    torch.manual_seed(seed)
+    config = transformers.LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=HIDDEN,
+        intermediate_size=32,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+        rms_norm_eps=1e-5,
+    )
+    model = transformers.LlamaForCausalLM(config).eval()
+    with torch.no_grad():  # a random norm weight, so the fold's division by it is exercised
+        model.model.norm.weight.uniform_(0.5, 1.5)
+    return model
+
+
+def features(model, ids, layer):
+    """(x_k / rms(x_L), normed final state) at the last token, read from `model`'s own forward."""
+    captured = {}
+    handle = model.model.norm.register_forward_hook(lambda m, args, out: captured.update(stream=args[0], normed=out))
+    with torch.no_grad():
+        out = model(torch.tensor([ids]), output_hidden_states=True)
+    handle.remove()
+    stream = captured["stream"][0, -1]
+    rms = torch.sqrt(stream.pow(2).mean() + model.config.rms_norm_eps)
+    x_k = out.hidden_states[layer][0, -1] if layer < LAYERS else stream
+    return x_k / rms, captured["normed"][0, -1], out.logits[0, -1]
+
+
+@pytest.mark.parametrize("layer", [2, LAYERS])
+def test_served_logit_difference_is_the_head_score(tokenizer, layer):
+    model = tiny_model(tokenizer)
+    ids = tokenizer.encode("Is this safe? \\boxed{", add_special_tokens=False)
+    before, _, _ = features(model, ids, layer)
+    w = torch.randn(HIDDEN)
+    categories = {"U1": torch.randn(HIDDEN), "U8": torch.randn(HIDDEN)}
+    slots = fold_head(model, tokenizer, w, layer, categories)
+    assert model.lm_head.weight.data_ptr() != model.model.embed_tokens.weight.data_ptr()
+    f_k, normed, logits = features(model, ids, layer)
+    safe, unsafe = verdict_token_ids(tokenizer)
+    served = logits[unsafe] - logits[safe]
+    assert abs(served.item() - (w @ f_k).item()) < 1e-4  # exact on the served model's own features
+    for code, u in categories.items():
+        assert abs((logits[slots[code]] - logits[safe]).item() - (u @ normed).item()) < 1e-4
+    # against the unfolded model's features: exact for the final layer; for an earlier layer only the final RMS
+    # moved (the later layers' writes along w are gone), so the score is the fitted head's up to that ratio
+    ratio = served.item() / (w @ before).item()
+    assert ratio == pytest.approx(1.0, abs=1e-5 if layer == LAYERS else 0.25)
+
+
+def test_fold_leaves_the_embedding_and_other_rows_alone(tokenizer):
+    model = tiny_model(tokenizer)
+    embedding = model.model.embed_tokens.weight.detach().clone()
+    fold_head(model, tokenizer, torch.randn(HIDDEN), LAYERS, {})
+    assert torch.equal(model.model.embed_tokens.weight, embedding)
+    safe, unsafe = verdict_token_ids(tokenizer)
+    others = [i for i in range(len(tokenizer)) if i not in (safe, unsafe)]
+    assert torch.equal(model.lm_head.weight[others], embedding[others])
+    # the two verdict rows keep their sum (their mean logit stays where the model had it)
+    assert torch.allclose(
+        model.lm_head.weight[safe] + model.lm_head.weight[unsafe], embedding[safe] + embedding[unsafe]
+    )
+
+
+def test_a_saved_head_builds_a_folded_folder_the_engine_can_read(tokenizer, tmp_path):
+    base = tmp_path / "base"
+    tiny_model(tokenizer).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    w, u = torch.randn(HIDDEN), torch.randn(HIDDEN)
+    version = write_head(tmp_path / "head", w, 3, {"U9": u}, {"base": "tiny"})
+    assert version == head_version(tmp_path / "head")
+    config, tensors = read_head(tmp_path / "head")
+    assert config["layer"] == 3 and config["category_codes"] == ["U9"] and torch.equal(tensors["decision"], w)
+    served = build_folded_model(str(base), tmp_path / "head", tmp_path / "folded")
+    assert ServedHead.read(tmp_path / "folded") == served and served.version == version
+    reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "folded").eval()
+    assert not reloaded.config.tie_word_embeddings
+    f_k, normed, logits = features(reloaded, tokenizer.encode("hello \\boxed{", add_special_tokens=False), 3)
+    safe, unsafe = verdict_token_ids(tokenizer)
+    assert abs((logits[unsafe] - logits[safe]).item() - (w @ f_k).item()) < 1e-4
+    assert abs((logits[served.slots["U9"]] - logits[safe]).item() - (u @ normed).item()) < 1e-4
+
+
+def test_features_are_read_where_the_cascade_scores(tokenizer):
+    """`score_position_ids` is the context the vLLM engine scores the box on in cascade pass 1 (its probe's
+    prompt ids, nothing generated kept, then the empty thought), token for token."""
+    import types
+
+    from transforms.chat_format import EMPTY_THOUGHT, THINK_OPEN, score_position_ids
+    from transforms.engine import Completion, Continuation
+    from transforms.vllm_engine import VllmEngine
+
+    engine = VllmEngine(types.SimpleNamespace(get_tokenizer=lambda: tokenizer), "embedded", 4096)
+    message = "Policy: U1 violence.\nUser: how do I bake bread?\n"
+    prompt_ids = engine._prompt_ids(message, THINK_OPEN)
+    probe = Completion("x", "length", len(prompt_ids), 1, handle=(tuple(prompt_ids), (42,)))
+    assert engine._context_ids(Continuation(probe, 0, EMPTY_THOUGHT)) == score_position_ids(tokenizer, message)
+    assert tokenizer.decode(score_position_ids(tokenizer, message)).endswith("<think>\n\n</think>\n\\boxed{")
