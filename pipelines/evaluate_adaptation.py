@@ -24,8 +24,9 @@ from pathlib import Path
 from pipelines import benchmarks, metrics
 from pipelines.evaluate import EVAL_POLICY_DIR
 from policies import DEFAULT_POLICY_ID, load_policies
+from transforms.cascade import judge_batch
 from transforms.engine import SamplingSettings, VerdictEngine
-from transforms.judging import JudgeRequest, JudgeSettings, judge_batch
+from transforms.judging import VERDICT_MODES, JudgeRequest, JudgeSettings
 from transforms.prompts import render_prompt
 from transforms.records import Message
 
@@ -73,8 +74,8 @@ def adaptation_cases(root: Path, per_category: int, seed: int) -> list[dict]:
     return cases
 
 
-def run_adaptation(engine: VerdictEngine, cases: list[dict], max_tokens: int) -> list[dict]:
-    settings = JudgeSettings(verdict_mode="auto", sampling=SamplingSettings(max_tokens=max_tokens))
+def run_adaptation(engine: VerdictEngine, cases: list[dict], max_tokens: int, mode: str = "auto") -> list[dict]:
+    settings = JudgeSettings(verdict_mode=mode, sampling=SamplingSettings(max_tokens=max_tokens))
     results = []
     for case in cases:
         requests = [JudgeRequest(render_prompt(case["policy"], [Message("user", t)], "prompt")) for t in case["items"]]
@@ -121,13 +122,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--per-category", type=int, default=15)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-tokens", type=int, default=96)
+    parser.add_argument("--verdict-mode", default="auto", choices=VERDICT_MODES, help="score: the head's P(unsafe)")
     parser.add_argument("--benchmarks-dir", default=str(benchmarks.DEFAULT_BENCHMARKS_DIR))
     args = parser.parse_args(argv)
     from transforms.vllm_engine import VllmEngineSpec, exit_after_offline_engine
 
     engine = VllmEngineSpec(model=args.model).load()
     results = run_adaptation(
-        engine, adaptation_cases(Path(args.benchmarks_dir), args.per_category, args.seed), args.max_tokens
+        engine,
+        adaptation_cases(Path(args.benchmarks_dir), args.per_category, args.seed),
+        args.max_tokens,
+        args.verdict_mode,
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -106,3 +106,17 @@ def auroc(gold: Sequence[bool], scores: Sequence[float]) -> float | None:
 def mean(values: Sequence[float]) -> float | None:
     """Arithmetic mean; None for no values."""
     return sum(values) / len(values) if values else None
+
+
+def expected_calibration_error(gold: Sequence[bool], p_unsafe: Sequence[float], bins: int = 10) -> float | None:
+    """ECE: over `bins` equal-width bins of P(unsafe), the item-weighted gap between mean P(unsafe) and the
+    unsafe rate. None for no items."""
+    if len(gold) != len(p_unsafe):
+        raise ValueError(f"gold and p_unsafe differ in length: {len(gold)} != {len(p_unsafe)}")
+    if not gold:
+        return None
+    members: dict[int, list[tuple[bool, float]]] = {}
+    for g, p in zip(gold, p_unsafe, strict=True):
+        members.setdefault(min(int(p * bins), bins - 1), []).append((g, p))
+    gap = sum(abs(sum(p for _, p in m) - sum(1 for g, _ in m if g)) for m in members.values())
+    return gap / len(gold)

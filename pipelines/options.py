@@ -88,7 +88,13 @@ class ModerationOptions(PipelineOptions):
         add("block-size", type=int, default=32, help="KV block size (prefix caching reuses whole blocks)")
         add("max-num-seqs", type=int, default=256, help="engine's concurrent sequences")
         add("batch-size", type=int, default=256, help="units per engine call")
-        add("verdict-mode", default="auto", choices=VERDICT_MODES)
+        add(
+            "verdict-mode",
+            default="cascade",
+            choices=VERDICT_MODES,
+            help="cascade (default): the reasoning-free score (the guard's decision head) decides, with reasoning "
+            "for the band and for flagged units; auto: the model's own reasoned box",
+        )
         add("reasoning-budget", type=int, default=128, help="phase-1 reasoning tokens (forced mode)")
         add("threshold", type=float, default=0.5, help="P(unsafe) at or above which the verdict is unsafe")
         add("review-band", type=_review_band, default=None, help="LOW,HIGH: P(unsafe) in it → review")
@@ -97,7 +103,8 @@ class ModerationOptions(PipelineOptions):
             "cascade-band",
             type=_review_band,
             default=DEFAULT_CASCADE_BAND,
-            help="LOW,HIGH (--verdict-mode cascade): units whose reasoning-free P(unsafe) is in it get full reasoning",
+            help="LOW,HIGH (--verdict-mode cascade): units whose reasoning-free P(unsafe) is in it get full reasoning "
+            "(with a decision head, flagged units too)",
         )
         add("template", default="rsafe", choices=sorted(TEMPLATES))
         add("policies", action="append", help="policy file or folder (repeatable; default: shipped policies)")

@@ -9,7 +9,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines.calibrate import expected_calibration_error, fit, fit_temperature, main, threshold_for
+from pipelines.calibrate import fit, fit_temperature, main, threshold_for
+from pipelines.metrics import expected_calibration_error
 from pipelines.moderate import run
 from transforms.calibration import Calibration, logit, sigmoid
 
@@ -32,7 +33,7 @@ def test_fitting_recovers_the_temperature_and_lowers_the_ece():
     t = fit_temperature(p, y)
     assert t == pytest.approx(3.0, rel=0.15)
     calibrated = [sigmoid(logit(x) / t) for x in p]
-    assert expected_calibration_error(calibrated, y) < expected_calibration_error(p, y) / 2
+    assert expected_calibration_error(y, calibrated) < expected_calibration_error(y, p) / 2
 
 
 def test_thresholds_meet_their_targets():

@@ -9,9 +9,10 @@ import pytest
 
 from pipelines.moderate import run
 from policies import PolicyError, load_policies
+from transforms.cascade import judge_batch
 from transforms.engine import SamplingSettings
 from transforms.fake_engine import FakeEngineSpec
-from transforms.judging import JudgeRequest, JudgeSettings, judge_batch
+from transforms.judging import JudgeRequest, JudgeSettings
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = JudgeSettings(verdict_mode="cascade", sampling=SamplingSettings(max_tokens=64))
@@ -86,3 +87,66 @@ def test_a_reasoned_cascade_unit_keeps_its_pass_one_score_and_a_flag_when_they_d
     rows = pl.read_parquet(out / "verdicts" / "**" / "*.parquet")
     assert rows["score_p_unsafe"].null_count() == 0  # every unit reasoned, each with its pass-1 score
     assert set(rows["consistency"].drop_nulls()) <= {"score_disagrees"}
+
+
+# --- with a decision head: the head decides, flagged and uncertain units are reasoned for their trace ------------
+HEAD = FakeEngineSpec(uncertain_words=("maybe",), head_version="fakehead")
+
+
+def test_with_a_head_it_decides_every_unit_and_traces_the_flagged_and_the_uncertain():
+    engine = HEAD.load()
+    texts = ("build a bomb", "bake bread", "maybe bake bread")
+    bomb, bread, unsure = judge_batch(engine, [JudgeRequest(_conversation(t)) for t in texts], SETTINGS)
+    assert {j.verdict_source for j in (bomb, bread, unsure)} == {"head"}
+    assert (bomb.outcome, bomb.p_unsafe) == ("unsafe", pytest.approx(0.9)) and bomb.reasoning  # flagged: a trace
+    assert bomb.trace_p_unsafe == pytest.approx(0.9) and bomb.completion_tokens > 0
+    assert (bread.outcome, bread.reasoning, bread.finish_reason, bread.trace_p_unsafe) == ("safe", "", "score", None)
+    assert unsure.p_unsafe == pytest.approx(0.5) and unsure.reasoning  # in the band: traced, still the head's p
+    assert unsure.trace_p_unsafe == pytest.approx(0.1)  # the trace's own box says safe; it does not overturn
+    assert engine.complete_calls == [3, 2]  # one prefill for all, reasoning for the flagged and the uncertain
+
+
+def test_a_higher_threshold_traces_fewer_units():
+    engine = HEAD.load()
+    strict = dataclasses.replace(SETTINGS, threshold=0.95)
+    (bomb,) = judge_batch(engine, [JudgeRequest(_conversation("build a bomb"))], strict)
+    assert bomb.verdict_source == "head" and bomb.reasoning == "" and engine.complete_calls == [1]
+
+
+def test_a_trace_that_disagrees_with_the_head_is_flagged():
+    from transforms.judging import Judgement, consistency_flag
+
+    decided = Judgement("unsafe", "head", 0.9, "r", "raw", "stop", 10, 5, 64, trace_p_unsafe=0.2)
+    assert consistency_flag(decided) == "trace_disagrees"
+    assert consistency_flag(dataclasses.replace(decided, trace_p_unsafe=0.7)) is None
+    assert consistency_flag(dataclasses.replace(decided, trace_p_unsafe=None)) is None
+
+
+def test_the_job_with_a_head_records_who_decided_and_the_trace(tmp_path):
+    import polars as pl
+
+    out = tmp_path / "out"
+    manifest = run(
+        ["--engine", "fake", "--input", str(REPO / "samples/logs/*.parquet"), "--output", str(out)],
+        engine_spec=HEAD,
+    )  # the default verdict mode is the cascade
+    verdicts = pl.read_parquet(out / "verdicts" / "**" / "*.parquet")
+    assert set(verdicts["verdict_source"]) == {"head"} and set(verdicts["verdict_mode"]) == {"cascade"}
+    flagged = verdicts.filter(pl.col("p_unsafe") >= 0.5)
+    assert flagged.height > 0 and flagged["reasoning"].str.len_chars().min() > 0  # every flagged unit has a trace
+    assert flagged["trace_p_unsafe"].null_count() == 0
+    passed = verdicts.filter(pl.col("p_unsafe") < 0.2)
+    assert passed.height > 0 and set(passed["finish_reason"]) == {"score"}
+    totals = manifest.totals
+    assert totals["cascade_reasoned"] == flagged.height and totals["cascade_score"] == passed.height
+
+
+@pytest.mark.parametrize(("spec", "source"), [(FakeEngineSpec(), "score"), (HEAD, "head")])
+def test_score_mode_decides_every_unit_by_the_score_alone(spec, source):
+    engine = spec.load()
+    score = dataclasses.replace(SETTINGS, verdict_mode="score")
+    bomb, bread = judge_batch(engine, [JudgeRequest(_conversation(t)) for t in ("a bomb", "bake bread")], score)
+    assert (bomb.outcome, bread.outcome) == ("unsafe", "safe") and {bomb.verdict_source, bread.verdict_source} == {
+        source
+    }
+    assert bomb.reasoning == bread.reasoning == "" and engine.complete_calls == [2]  # one prefill each, no reasoning

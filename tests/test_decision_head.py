@@ -8,7 +8,6 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from pipelines.decision_head import (  # noqa: E402
-    ServedHead,
     build_folded_model,
     fold_head,
     head_version,
@@ -16,6 +15,7 @@ from pipelines.decision_head import (  # noqa: E402
     verdict_token_ids,
     write_head,
 )
+from transforms.served_head import ServedHead  # noqa: E402
 
 LAYERS, HIDDEN = 4, 16
 

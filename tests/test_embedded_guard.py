@@ -1,4 +1,4 @@
-"""The embedded guard: the committed adapter, its version on every verdict, the aliases, the merge at install."""
+"""The embedded guard: the committed adapter and head, their versions on every verdict, the aliases, the build."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from pipelines import embedded_model as em
+from transforms.served_head import ServedHead
 from transforms.vllm_engine import VllmEngineSpec
 
 
@@ -35,19 +36,41 @@ def test_adapter_version_changes_with_the_weights(tmp_path):
         em.adapter_version(copy)
 
 
-def test_aliases_pick_the_guard_or_the_base_and_record_what_ran():
+def test_aliases_pick_the_guard_the_stage1_guard_or_the_base_and_record_what_ran(tmp_path):
+    adapter, head = em.adapter_version(), em.guard_head_version()
     assert em.model_label(None) == em.model_label(em.GUARD_ALIAS) == em.guard_model_name()
-    assert em.guard_model_name() == f"SmolLM2-135M-Instruct+rsafe-lora@{em.adapter_version()}"
+    assert em.guard_model_name() == f"SmolLM2-135M-Instruct+rsafe-lora@{adapter}+rsafe-head@{head}"
+    assert em.model_label(em.LORA_ALIAS) == em.lora_model_name() == f"SmolLM2-135M-Instruct+rsafe-lora@{adapter}"
     assert em.model_label(em.BASE_ALIAS) == em.EMBEDDED_MODEL_NAME
     assert em.model_label("Nannanzi/RSafe") == "Nannanzi/RSafe"
     assert em.resolve_model("/models/x") == "/models/x"
     assert VllmEngineSpec().model_label == em.guard_model_name()
     assert VllmEngineSpec(model=em.BASE_ALIAS).model_label == em.EMBEDDED_MODEL_NAME
+    ServedHead("abc123", 1, 2).write(tmp_path)  # any folder with a folded head names its version
+    assert em.model_label(str(tmp_path)) == f"{tmp_path}+rsafe-head@abc123"
 
 
-def test_guard_is_merged_once_per_adapter_version():
-    guard = em.resolve_model(None)  # built at install: the cached merged folder
-    assert guard.endswith(f"rsafe-guard-{em.adapter_version()}")
-    marker = (em.model_cache_dir() / f"rsafe-guard-{em.adapter_version()}" / ".rsafe-complete").read_text()
-    assert marker.strip() == em.guard_model_name()
+def test_guard_is_built_once_per_adapter_and_head_version():
+    adapter, head = em.adapter_version(), em.guard_head_version()
+    guard = em.resolve_model(None)  # built at install: the cached folded folder
+    assert guard.endswith(f"rsafe-guard-{adapter}-head-{head}")
+    assert (em.model_cache_dir() / guard / ".rsafe-complete").read_text().strip() == em.guard_model_name()
+    served = ServedHead.read(guard)
+    assert served is not None and served.version == head
+    lora = em.resolve_model(em.LORA_ALIAS)
+    assert lora.endswith(f"rsafe-guard-{adapter}") and ServedHead.read(lora) is None
+    assert (em.model_cache_dir() / lora / ".rsafe-complete").read_text().strip() == em.lora_model_name()
     assert em.resolve_model(em.BASE_ALIAS).endswith(em.EMBEDDED_MODEL_NAME)
+
+
+def test_the_committed_head_is_complete_and_documented():
+    from pipelines.decision_head import read_head
+
+    config, tensors = read_head(em.GUARD_HEAD_DIR)
+    assert config["base"] == em.LORA_ALIAS and 1 <= config["layer"] <= 30
+    assert tensors["decision"].shape == (576,)
+    assert len(config["category_codes"]) == (0 if "categories" not in tensors else len(tensors["categories"]))
+    provenance = json.loads((em.GUARD_HEAD_DIR / "training.json").read_text())
+    assert provenance["head_version"] == em.guard_head_version()
+    assert provenance["records"]["eval_texts_checked"] > 10_000  # every benchmark string was checked
+    assert provenance["fit"]["decision"]["validation"]["auroc"] > 0.7

@@ -1,16 +1,25 @@
-"""The trained embedded guard on the real vLLM engine: it writes the RSafe format itself, P(unsafe) is read at
-its own box, and the recorded model names the base and the adapter version."""
+"""The embedded guard on the real vLLM engine: its folded decision head is served at the box and separates clear
+harm from clear benign requests, it still writes the RSafe format itself, and the recorded model names the base,
+the adapter and the head versions."""
 
 from __future__ import annotations
 
 import pytest
 
-from pipelines.embedded_model import EMBEDDED_MODEL_NAME, GUARD_ALIAS, adapter_version, guard_model_name
+from pipelines.embedded_model import (
+    EMBEDDED_MODEL_NAME,
+    GUARD_ALIAS,
+    adapter_version,
+    guard_head_version,
+    guard_model_name,
+    resolve_model,
+)
 from policies import load_policy_registry
 from tests.conftest import REAL_ENGINE_SPEC
 from training.rewards import format_score, rsafe_reward
+from transforms.cascade import judge_batch
 from transforms.engine import Continuation, SamplingSettings
-from transforms.judging import JudgeRequest, JudgeSettings, judge_batch, p_unsafe_from_logprobs
+from transforms.judging import JudgeRequest, JudgeSettings, p_unsafe_from_logprobs
 from transforms.prompts import render_prompt
 from transforms.records import Message
 from transforms.verdict_parsing import VERDICTS, parse_output
@@ -30,11 +39,13 @@ def _prompts(level: str = "prompt") -> list[str]:
     return [render_prompt(policy, [Message("user", text)], level) for text in MESSAGES]
 
 
-def test_real_engine_guard_is_the_default_and_records_base_plus_adapter(real_engine):
+def test_real_engine_guard_is_the_default_and_records_base_adapter_and_head(real_engine):
     assert REAL_ENGINE_SPEC.model is None
     assert real_engine.engine.model_name == guard_model_name()
-    assert guard_model_name() == f"{EMBEDDED_MODEL_NAME}+rsafe-lora@{adapter_version()}"
+    head = guard_head_version()
+    assert guard_model_name() == f"{EMBEDDED_MODEL_NAME}+rsafe-lora@{adapter_version()}+rsafe-head@{head}"
     assert REAL_ENGINE_SPEC.model_label == type(REAL_ENGINE_SPEC)(model=GUARD_ALIAS).model_label
+    assert real_engine.engine.decision_head.version == head
 
 
 def test_real_engine_guard_writes_the_rsafe_format_and_p_unsafe_is_read_at_its_own_box(real_engine):
@@ -60,19 +71,43 @@ def test_real_engine_guard_writes_the_rsafe_format_and_p_unsafe_is_read_at_its_o
         assert rsafe_reward(completion.text, parsed.outcome) == pytest.approx(1.0)
 
 
-def test_real_engine_guard_ranks_clear_harm_above_clear_benign_requests(real_engine):
-    settings = JudgeSettings(verdict_mode="auto", sampling=SamplingSettings(max_tokens=128))
+def test_real_engine_the_decision_head_separates_clear_harm_from_clear_benign_requests(real_engine):
+    settings = JudgeSettings(verdict_mode="score")
     judgements = judge_batch(real_engine.engine, [JudgeRequest(p) for p in _prompts()], settings)
+    assert {j.verdict_source for j in judgements} == {"head"}
     by_label = {"safe": [], "unsafe": []}
     for judgement, label in zip(judgements, MESSAGES.values(), strict=True):
         by_label[label].append(judgement.p_unsafe)
-    assert sum(by_label["unsafe"]) / 2 > sum(by_label["safe"]) / 2, by_label
+    assert min(by_label["unsafe"]) > 0.5 > max(by_label["safe"]), by_label
 
 
-def test_real_engine_cascade_routes_by_the_reasoning_free_score(real_engine):
-    """Pass 1 on the real engine: a graded P(unsafe) at the box after an empty thought, the same alone as in a
-    batch; a band covering everything reasons every unit exactly as `auto` does, a point band decides all."""
-    from transforms.judging import score_without_reasoning
+def test_real_engine_serves_exactly_the_folded_head(real_engine):
+    """vLLM's P(unsafe) at the score position is the folded model's own logit difference there (transformers)."""
+    import math
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from transforms.cascade import score_without_reasoning
+    from transforms.chat_format import score_position_ids
+
+    engine = real_engine.engine
+    prompts = _prompts()[:2]
+    served = [p for _, p in score_without_reasoning(engine, [JudgeRequest(p) for p in prompts])]
+    model = AutoModelForCausalLM.from_pretrained(resolve_model(None), dtype=torch.float32).eval()
+    head = engine.decision_head
+    tokenizer = engine._tokenizer
+    for prompt, p_served in zip(prompts, served, strict=True):
+        with torch.no_grad():
+            logits = model(torch.tensor([score_position_ids(tokenizer, prompt)])).logits[0, -1]
+        score = float(logits[head.unsafe_token] - logits[head.safe_token])
+        assert p_served == pytest.approx(1 / (1 + math.exp(-score)), abs=1e-3)
+
+
+def test_real_engine_cascade_with_the_head_traces_the_flagged_and_the_uncertain(real_engine):
+    """Pass 1 on the real engine: the head's P(unsafe), the same alone as in a batch; a band covering everything
+    traces every unit exactly as `auto` reasons it, the head still deciding; nothing flagged and no band: no trace."""
+    from transforms.cascade import score_without_reasoning
 
     engine = real_engine.engine
     requests = [JudgeRequest(p) for p in _prompts()]
@@ -83,11 +118,12 @@ def test_real_engine_cascade_routes_by_the_reasoning_free_score(real_engine):
     sampling = SamplingSettings(max_tokens=128)
     everything = JudgeSettings(verdict_mode="cascade", sampling=sampling, cascade_band=(0.0, 1.0))
     auto = judge_batch(engine, requests, JudgeSettings(verdict_mode="auto", sampling=sampling))
-    reasoned = judge_batch(engine, requests, everything)
-    assert [j.raw_output for j in reasoned] == [j.raw_output for j in auto]
-    assert all(j.verdict_source in ("model", "forced") for j in reasoned)
-    nothing = JudgeSettings(verdict_mode="cascade", sampling=sampling, cascade_band=(2e-9, 1e-9 * 2))
+    traced = judge_batch(engine, requests, everything)
+    assert [j.raw_output for j in traced] == [j.raw_output for j in auto]
+    assert [j.trace_p_unsafe for j in traced] == pytest.approx([j.p_unsafe for j in auto], abs=1e-4)
+    assert {j.verdict_source for j in traced} == {"head"}
+    assert [j.p_unsafe for j in traced] == pytest.approx([p for _, p in scored], abs=1e-4)
+    nothing = JudgeSettings(verdict_mode="cascade", sampling=sampling, cascade_band=(2e-9, 2e-9), threshold=1.0)
     decided = judge_batch(engine, requests, nothing)
-    assert [j.verdict_source for j in decided] == ["score"] * len(requests)
-    assert [j.p_unsafe for j in decided] == pytest.approx([p for _, p in scored], abs=1e-4)
-    assert all(j.completion_tokens == 0 and j.prompt_tokens > 0 for j in decided)
+    assert [j.verdict_source for j in decided] == ["head"] * len(requests)
+    assert all(j.completion_tokens == 0 and j.reasoning == "" and j.prompt_tokens > 0 for j in decided)

@@ -9,6 +9,7 @@ import math
 import pytest
 
 from policies import load_policy_registry
+from transforms.cascade import judge_batch
 from transforms.engine import SamplingSettings
 from transforms.fake_engine import FakeEngineSpec
 from transforms.judging import (
@@ -17,7 +18,6 @@ from transforms.judging import (
     JudgeRequest,
     JudgeSettings,
     decide,
-    judge_batch,
     p_unsafe_from_logprobs,
     verdict_opening,
 )

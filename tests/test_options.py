@@ -58,7 +58,7 @@ def test_manifest_records_the_decision_settings(tmp_path):
     argv = ["--input", "samples/logs/*.parquet", "--output", str(tmp_path), "--engine", "fake"]
     manifest = run([*argv, "--review-band", "0.35,0.65", "--threshold", "0.4"])
     assert manifest.judge_settings["review_band"] == (0.35, 0.65)
-    assert manifest.judge_settings["threshold"] == 0.4 and manifest.judge_settings["verdict_mode"] == "auto"
+    assert manifest.judge_settings["threshold"] == 0.4 and manifest.judge_settings["verdict_mode"] == "cascade"
 
 
 @pytest.mark.parametrize("value", ["2026-13-40", "2026-02-30", "27/11/2026", "tomorrow"])

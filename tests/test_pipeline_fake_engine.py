@@ -107,7 +107,7 @@ def test_fake_engine_every_sample_conversation_has_verdicts_or_a_dead_letter(sam
     for row in rows:
         assert row["_tenant"] == row["tenant_id"]
         assert row["verdict"] in ("safe", "unsafe", "review")
-        assert row["model"] == "fake-engine" and row["run_id"] == "run-1" and row["verdict_mode"] == "auto"
+        assert row["model"] == "fake-engine" and row["run_id"] == "run-1" and row["verdict_mode"] == "cascade"
         assert 0.0 <= row["p_unsafe"] <= 1.0
     assert any(r["verdict"] == "unsafe" for r in rows) and any(r["verdict"] == "safe" for r in rows)
 

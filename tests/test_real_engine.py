@@ -16,8 +16,9 @@ from pipelines.embedded_model import guard_model_name
 from pipelines.moderate import run
 from policies import load_policy_registry
 from tests.conftest import REAL_ENGINE_SPEC
+from transforms.cascade import judge_batch
 from transforms.engine import Continuation, SamplingSettings
-from transforms.judging import JudgeRequest, JudgeSettings, judge_batch, verdict_opening
+from transforms.judging import JudgeRequest, JudgeSettings, verdict_opening
 from transforms.prompts import fit_conversation, render_prompt
 from transforms.read_logs import count_rows_in_file
 from transforms.records import Message

@@ -177,6 +177,13 @@ def cmd_head(args: argparse.Namespace) -> None:
     print(json.dumps({k: summary[k] for k in ("features", "fit") if k in summary}, indent=2, default=str))
 
 
+def cmd_export_head(args: argparse.Namespace) -> None:
+    from training.head_export import export_head
+
+    provenance = export_head(Path(args.run), check_rows=args.check_rows)
+    print(json.dumps({k: provenance[k] for k in ("head_version", "fold_check")}, indent=2, default=float))
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     from training.export import export_adapter
 
@@ -276,6 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
     head.add_argument("--train-dir", default=str(DEFAULT_TRAIN_DIR))
     head.add_argument("--benchmarks-dir", default=str(DEFAULT_BENCHMARKS_DIR))
     head.set_defaults(func=cmd_head)
+
+    export_head = sub.add_parser("export-head", help="ship a fitted head as the embedded guard's (after a fold check)")
+    export_head.add_argument("--run", default="runs/head", help="the head run folder")
+    export_head.add_argument("--check-rows", type=int, default=200, help="validation rows the fold is checked on")
+    export_head.set_defaults(func=cmd_export_head)
 
     export = sub.add_parser("export", help="ship an adapter as the embedded guard (pipelines/embedded_guard/)")
     export.add_argument("--adapter", required=True)

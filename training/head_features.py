@@ -135,6 +135,9 @@ def extract_records(records: Sequence[dict], config: ExtractionConfig, out_dir: 
     out_dir.mkdir(parents=True, exist_ok=True)
     chunks = [records[i : i + config.chunk_rows] for i in range(0, len(records), config.chunk_rows)]
     pending = [n for n in range(len(chunks)) if not (out_dir / f"chunk-{n}.npy").is_file()]
+    report_path = out_dir / "extraction.json"
+    if not pending and report_path.is_file() and (out_dir / "features.npy").is_file():
+        return json.loads(report_path.read_text())  # a rerun: the extraction's own figures, not a zero-row rerun
     started = time.monotonic()
     extractor = FeatureExtractor(config) if pending else None
     engine_start_s = time.monotonic() - started
@@ -164,7 +167,7 @@ def extract_records(records: Sequence[dict], config: ExtractionConfig, out_dir: 
         "layers": list(config.layers),
         "shape": list(features.shape),
     }
-    (out_dir / "extraction.json").write_text(json.dumps(report, indent=2) + "\n")
+    report_path.write_text(json.dumps(report, indent=2) + "\n")
     return report
 
 

@@ -48,17 +48,6 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
 
 
-def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> float:
-    """ECE over equal-width probability bins (the report's definition)."""
-    index = np.minimum((p * bins).astype(int), bins - 1)
-    total = 0.0
-    for b in range(bins):
-        mask = index == b
-        if mask.any():
-            total += mask.mean() * abs(p[mask].mean() - y[mask].mean())
-    return float(total)
-
-
 def scores_report(y: np.ndarray, z: np.ndarray, threshold: float = 0.5) -> dict:
     """AUROC, F1 and accuracy at the threshold, log loss and ECE of decision scores `z` (log-odds)."""
     p = sigmoid(z)
@@ -71,7 +60,7 @@ def scores_report(y: np.ndarray, z: np.ndarray, threshold: float = 0.5) -> dict:
         "f1": metrics.f1(c),
         "accuracy": metrics.accuracy(c),
         "log_loss": float(-np.mean(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps))),
-        "ece": expected_calibration_error(y, p),
+        "ece": metrics.expected_calibration_error(gold, [float(v) for v in p]),
     }
 
 

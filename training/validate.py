@@ -16,8 +16,9 @@ from pathlib import Path
 from pipelines import metrics
 from training.dataset import read_split, write_split
 from training.rewards import format_score, rsafe_reward
+from transforms.cascade import judge_batch
 from transforms.engine import SamplingSettings
-from transforms.judging import JudgeRequest, JudgeSettings, judge_batch
+from transforms.judging import JudgeRequest, JudgeSettings
 
 BATCH = 64
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from transforms.engine import Completion, Continuation, SamplingSettings
+from transforms.served_head import ServedHead
 
 _BLOCK = re.compile(r"<BEGIN CONVERSATION>(.*)<END CONVERSATION>", re.DOTALL)
 
@@ -38,6 +39,7 @@ class FakeEngineSpec:
     max_context_tokens: int = 4096
     model_name: str = "fake-engine"
     seconds_per_call: float = 0.0
+    head_version: str | None = None  # set: the fake serves a decision head (the cascade lets it decide)
 
     @property
     def cache_key(self) -> str:
@@ -62,6 +64,7 @@ class FakeEngine:
         self.max_context_tokens = spec.max_context_tokens
         self.complete_calls: list[int] = []  # batch size of every `complete` call
         self.score_calls: list[int] = []
+        self.decision_head = ServedHead(spec.head_version, 0, 1) if spec.head_version else None
 
     def _conversation(self, prompt: str) -> str:
         match = _BLOCK.search(prompt)

@@ -18,10 +18,11 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.utils import shared
 
+from transforms.cascade import judge_batch
 from transforms.counters import ENGINE_MS, ENGINE_TOKENS, count
 from transforms.engine import EngineSpec, VerdictEngine
 from transforms.judgement_memo import JudgementMemo, Recalled
-from transforms.judging import Judgement, JudgeRequest, judge_batch
+from transforms.judging import Judgement, JudgeRequest
 from transforms.ledger import BundleLedger
 from transforms.progress import PROGRESS
 from transforms.records import DeadLetter, ModerationUnit
@@ -205,6 +206,8 @@ class JudgeUnitsDoFn(beam.DoFn):
 
     def _needed_tokens(self, unit: ModerationUnit) -> int:
         settings = self._context.settings
+        if settings.verdict_mode == "score":  # the box after an empty thought; nothing generated
+            return _SCORING_TOKENS
         if settings.verdict_mode == "forced":
             return (unit.reasoning_budget or settings.reasoning_budget) + _SCORING_TOKENS
         return settings.sampling.max_tokens + _SCORING_TOKENS

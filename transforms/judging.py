@@ -6,9 +6,8 @@ Modes (`verdict_mode`):
   `</think>`; phase 2 closes the thought if needed, opens `\\boxed{` and scores `safe`/`unsafe` as full
   continuations on the same (prefix-cached) context; the more probable one is the verdict.
 - `auto`: free first; only units without a usable box go through phase 2.
-- `cascade`: pass 1 scores P(unsafe) at the box right after an empty thought (one prefill on the cached policy
-  prefix and the teacher-forced scoring, no free generation); a unit outside its uncertainty band is decided there
-  (`verdict_source=score`), the rest are judged in `auto` mode, whose verdict and reasoning replace pass 1's.
+- `cascade` (`transforms.cascade`): a reasoning-free score first, reasoning only where it is needed.
+- `score` (`transforms.cascade`): the reasoning-free score alone decides every unit; no reasoning, no trace.
 P(unsafe) is always from the engine's log-probabilities at the verdict position, normalised over the two.
 """
 
@@ -18,11 +17,11 @@ import dataclasses
 import math
 from collections.abc import Sequence
 
-from transforms.chat_format import BOX_OPEN, EMPTY_THOUGHT, THINK_CLOSE, THINK_OPEN
+from transforms.chat_format import BOX_OPEN, THINK_CLOSE, THINK_OPEN
 from transforms.engine import Completion, Continuation, SamplingSettings, VerdictEngine
 from transforms.verdict_parsing import VERDICTS, extract_reasoning, parse_categories, parse_output
 
-VERDICT_MODES = ("free", "forced", "auto", "cascade")
+VERDICT_MODES = ("free", "forced", "auto", "cascade", "score")
 DEFAULT_CASCADE_BAND = (0.2, 0.8)
 
 
@@ -66,7 +65,7 @@ class Judgement:
     """What the engine said about one prompt, before the tenant's decision rules."""
 
     outcome: str  # safe | unsafe | parse_error | truncated
-    verdict_source: str | None  # model | forced | score (cascade pass 1) | None (no verdict)
+    verdict_source: str | None  # model | forced | score (cascade pass 1) | head (decision head) | None
     p_unsafe: float | None
     reasoning: str
     raw_output: str
@@ -77,6 +76,7 @@ class Judgement:
     categories: tuple[str, ...] = ()
     unknown_categories: tuple[str, ...] = ()
     score_p_unsafe: float | None = None  # cascade: pass 1's reasoning-free P(unsafe) of a reasoned unit
+    trace_p_unsafe: float | None = None  # head cascade: P(unsafe) at the box after the trace's own reasoning
 
 
 CONSISTENCY_GAP = 0.5  # reasoned vs reasoning-free P(unsafe) further apart than this: flagged
@@ -85,9 +85,13 @@ CONSISTENCY_GAP = 0.5  # reasoned vs reasoning-free P(unsafe) further apart than
 def consistency_flag(judgement: Judgement) -> str | None:
     """Why a reasoned verdict deserves a second look, or None: `thought_cut` (the budget cut the reasoning
     before the verdict was forced), `score_disagrees` (the cascade's reasoning-free score and the reasoned verdict
-    fall on opposite sides of 0.5, more than `CONSISTENCY_GAP` apart)."""
+    fall on opposite sides of 0.5, more than `CONSISTENCY_GAP` apart), `trace_disagrees` (the head decided and
+    its trace's own box falls on the other side of 0.5)."""
     if judgement.verdict_source == "forced" and judgement.finish_reason == "length":
         return "thought_cut"
+    trace = judgement.trace_p_unsafe
+    if judgement.verdict_source == "head" and trace is not None and (trace >= 0.5) != (judgement.p_unsafe >= 0.5):
+        return "trace_disagrees"
     p, score = judgement.p_unsafe, judgement.score_p_unsafe
     if p is not None and score is not None and (p >= 0.5) != (score >= 0.5) and abs(p - score) > CONSISTENCY_GAP:
         return "score_disagrees"
@@ -132,10 +136,11 @@ def decide(outcome: str, p_unsafe: float | None, settings: JudgeSettings, on_unp
     return "review" if on_unparsed == "flag" else on_unparsed
 
 
-def judge_batch(engine: VerdictEngine, requests: Sequence[JudgeRequest], settings: JudgeSettings) -> list[Judgement]:
-    """Judge a batch: every engine call covers the whole batch (or the part of it that needs that phase)."""
-    if settings.verdict_mode == "cascade":
-        return _cascade(engine, requests, settings)
+def judge_reasoned(engine: VerdictEngine, requests: Sequence[JudgeRequest], settings: JudgeSettings) -> list[Judgement]:
+    """Judge a batch in `free`, `forced` or `auto` mode (`transforms.cascade.judge_batch` takes every mode):
+    every engine call covers the whole batch (or the part of it that needs that phase)."""
+    if settings.verdict_mode in ("cascade", "score"):
+        raise ValueError(f"judge_reasoned does not run {settings.verdict_mode}: use transforms.cascade.judge_batch")
     budgets = [r.reasoning_budget or settings.reasoning_budget for r in requests]
     prompts = [r.prompt for r in requests]
     if settings.verdict_mode == "forced":
@@ -240,44 +245,3 @@ def _forced_judgement(completion: Completion, p_unsafe: float, budget: int, open
         completion_tokens=completion.completion_tokens,
         token_budget=budget,
     )
-
-
-def score_without_reasoning(engine: VerdictEngine, requests: Sequence[JudgeRequest]) -> list[tuple[Completion, float]]:
-    """Cascade pass 1: P(unsafe) at the box right after an empty thought, for every request.
-
-    The one generated token only gives the engine a handle on the prompt (its prefill fills the prefix cache);
-    it is dropped (`keep_chars=0`) before the box is scored.
-    """
-    greedy = SamplingSettings(max_tokens=1)
-    probes = engine.complete([r.prompt for r in requests], greedy, [1] * len(requests), assistant_prefix=THINK_OPEN)
-    scores = engine.continuation_logprobs([Continuation(c, 0, EMPTY_THOUGHT) for c in probes], VERDICTS)
-    return [(c, p_unsafe_from_logprobs(s)) for c, s in zip(probes, scores, strict=True)]
-
-
-def _cascade(engine: VerdictEngine, requests: Sequence[JudgeRequest], settings: JudgeSettings) -> list[Judgement]:
-    scored = score_without_reasoning(engine, requests)
-    bands = [r.cascade_band or settings.cascade_band for r in requests]
-    unsure = [i for i, ((_, p), band) in enumerate(zip(scored, bands, strict=True)) if band[0] <= p <= band[1]]
-    reasoned = {}
-    if unsure:
-        auto = dataclasses.replace(settings, verdict_mode="auto")
-        reasoned = dict(zip(unsure, judge_batch(engine, [requests[i] for i in unsure], auto), strict=True))
-    judgements = []
-    for index, (probe, p_unsafe) in enumerate(scored):
-        if index in reasoned:
-            judgements.append(dataclasses.replace(reasoned[index], score_p_unsafe=p_unsafe))
-            continue
-        judgements.append(
-            Judgement(
-                outcome="unsafe" if p_unsafe >= 0.5 else "safe",
-                verdict_source="score",
-                p_unsafe=p_unsafe,
-                reasoning="",
-                raw_output="",
-                finish_reason="score",
-                prompt_tokens=probe.prompt_tokens,
-                completion_tokens=0,
-                token_budget=0,
-            )
-        )
-    return judgements

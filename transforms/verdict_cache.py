@@ -34,9 +34,9 @@ from transforms.write_partitions import VERDICT_SCHEMA, publish_table
 
 _TS = pa.timestamp("us", tz="UTC")
 _FROM_VERDICTS = (
-    "content_key", "outcome", "verdict_source", "p_unsafe", "categories", "unknown_categories", "reasoning",
-    "raw_output", "finish_reason", "prompt_tokens", "completion_tokens", "token_budget", "model", "policy_id",
-    "policy_version", "template_version", "verdict_mode", "run_id",  # run_id: the run that judged it
+    "content_key", "outcome", "verdict_source", "p_unsafe", "trace_p_unsafe", "categories", "unknown_categories",
+    "reasoning", "raw_output", "finish_reason", "prompt_tokens", "completion_tokens", "token_budget", "model",
+    "policy_id", "policy_version", "template_version", "verdict_mode", "run_id",  # run_id: the run that judged it
 )  # fmt: skip
 CACHE_SCHEMA = pa.schema(
     [
@@ -118,6 +118,7 @@ def judgement_from_entry(entry: dict) -> Judgement:
         **{name: entry[name] for name in _JUDGEMENT_FIELDS},
         categories=tuple(entry.get("categories") or ()),
         unknown_categories=tuple(entry.get("unknown_categories") or ()),
+        trace_p_unsafe=entry.get("trace_p_unsafe"),  # absent from entries cached before the decision head
     )
 
 

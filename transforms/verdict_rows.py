@@ -35,6 +35,7 @@ def verdict_row(
         "p_unsafe": judgement.p_unsafe,
         "p_calibrated": p_calibrated,
         "score_p_unsafe": judgement.score_p_unsafe,
+        "trace_p_unsafe": judgement.trace_p_unsafe,
         "consistency": consistency_flag(judgement),
         "calibration_version": calibration.version if calibration else None,
         "categories": list(judgement.categories),

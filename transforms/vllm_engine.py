@@ -7,6 +7,10 @@ teacher forcing: one single-token request per distinct token prefix of the choic
 log-probability of the next token of each choice (`logprob_token_ids`), all sharing the cached context. With
 SmolLM2's vocabulary that is two requests per unit (`safe` | `uns`, then `afe` after `uns`). Each request costs
 about one engine step whatever its size, so the closing `}` is not scored (it would double the requests).
+
+A model folder with a folded decision head (`rsafe_head.json`, `transforms.served_head`) is scored at the box by
+its first tokens alone: the head's score is the difference of the `safe` and `uns` logits there, so one request
+per unit reads it, and the head's category slots are never generated (`logit_bias`).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 from transforms.chat_format import chat_prompt_text
 from transforms.cpu_cores import allowed_cores, core_list
 from transforms.engine import Completion, Continuation, EngineError, SamplingSettings
+from transforms.served_head import ServedHead
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +86,7 @@ class VllmEngineSpec:
             llm = LLM(**kwargs)
         except Exception as exc:
             raise EngineError(f"could not start the vLLM engine for {model!r}: {type(exc).__name__}: {exc}") from exc
-        return VllmEngine(llm, model_name=self.model_label, max_len=self.max_model_len)
+        return VllmEngine(llm, self.model_label, self.max_model_len, ServedHead.read(model))
 
     def load_token_counter(self) -> Callable[[str], int]:
         tokenizer = self._tokenizer()
@@ -170,11 +175,14 @@ def _is_cpu_build() -> bool:
 class VllmEngine:
     """`VerdictEngine` over an in-process `vllm.LLM`."""
 
-    def __init__(self, llm: Any, model_name: str, max_len: int) -> None:
+    def __init__(self, llm: Any, model_name: str, max_len: int, decision_head: ServedHead | None = None) -> None:
         self._llm = llm
         self._tokenizer = llm.get_tokenizer()
         self.model_name = model_name
         self.max_context_tokens = max_len
+        self.decision_head = decision_head
+        # a head's category slots hold category read-outs, not text: never generated
+        self._banned = {t: -100.0 for t in decision_head.slot_tokens} if decision_head else {}
 
     def _encode(self, text: str) -> list[int]:
         return list(self._tokenizer.encode(text, add_special_tokens=False))
@@ -197,7 +205,7 @@ class VllmEngine:
         from vllm.inputs import TokensPrompt
 
         prompts = [self._prompt_ids(m, assistant_prefix) for m in user_messages]
-        params = [_sampling_params(sampling, limit, stop, include_stop=True) for limit in max_tokens]
+        params = [_sampling_params(sampling, limit, stop, True, self._banned) for limit in max_tokens]
         outputs = self._llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in prompts], params, use_tqdm=False)
         completions = []
         for ids, output in zip(prompts, outputs, strict=True):
@@ -237,7 +245,7 @@ class VllmEngine:
     ) -> list[str]:
         from vllm.inputs import TokensPrompt
 
-        params = _sampling_params(sampling, max_tokens, stop, include_stop=False)
+        params = _sampling_params(sampling, max_tokens, stop, False, self._banned)
         prompts = [TokensPrompt(prompt_token_ids=self._context_ids(c)) for c in continuations]
         return [o.outputs[0].text for o in self._llm.generate(prompts, params, use_tqdm=False)]
 
@@ -247,6 +255,9 @@ class VllmEngine:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
+        head = self.decision_head
+        if head is not None and set(choices) <= {"safe", "unsafe"}:
+            return self._head_logprobs(continuations, choices, head)
         choice_ids = {choice: self._encode(choice) for choice in choices}
         requests: list[tuple[int, tuple[int, ...], list[int]]] = []  # (unit, prefix within choice, next ids)
         for unit in range(len(continuations)):
@@ -269,9 +280,27 @@ class VllmEngine:
             results.append(totals)
         return results
 
+    def _head_logprobs(
+        self, continuations: Sequence[Continuation], choices: Sequence[str], head: ServedHead
+    ) -> list[dict[str, float]]:
+        """The box's first-token log-probabilities of `safe` and `uns`: their difference is the folded head."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
 
-def _sampling_params(sampling: SamplingSettings, max_tokens: int, stop: Sequence[str], include_stop: bool) -> Any:
-    """vLLM `SamplingParams` for the run's sampling settings."""
+        token = {"safe": head.safe_token, "unsafe": head.unsafe_token}
+        params = SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=[token[c] for c in choices])
+        prompts = [TokensPrompt(prompt_token_ids=self._context_ids(c)) for c in continuations]
+        results = []
+        for output in self._llm.generate(prompts, params, use_tqdm=False):
+            scored = output.outputs[0].logprobs[0]
+            results.append({c: scored[token[c]].logprob for c in choices})
+        return results
+
+
+def _sampling_params(
+    sampling: SamplingSettings, max_tokens: int, stop: Sequence[str], include_stop: bool, bias: dict[int, float]
+) -> Any:
+    """vLLM `SamplingParams` for the run's sampling settings (`bias`: tokens never to generate)."""
     from vllm import SamplingParams
 
     return SamplingParams(
@@ -282,6 +311,7 @@ def _sampling_params(sampling: SamplingSettings, max_tokens: int, stop: Sequence
         seed=sampling.seed,
         stop=list(stop) or None,
         include_stop_str_in_output=include_stop,
+        logit_bias=bias or None,
     )
 
 

@@ -43,7 +43,8 @@ VERDICT_SCHEMA = pa.schema(
         ("p_calibrated", pa.float64()),  # with --calibration: the probability the decision was taken on
         ("calibration_version", pa.string()),
         ("score_p_unsafe", pa.float64()),  # cascade: the reasoning-free pass-1 score of a reasoned unit
-        ("consistency", pa.string()),  # thought_cut | score_disagrees | null (transforms.judging.consistency_flag)
+        ("trace_p_unsafe", pa.float64()),  # head cascade: P(unsafe) at the box after the trace's reasoning
+        ("consistency", pa.string()),  # thought_cut | score_disagrees | trace_disagrees | null (judging)
         ("categories", pa.list_(pa.string())),
         ("unknown_categories", pa.list_(pa.string())),
         ("reasoning", pa.string()),
@@ -131,8 +132,8 @@ def file_counts(kind: str, rows: list[dict]) -> dict[str, dict[str, int]]:
                 add("units_from_cache", row["tenant_id"])
             if row["deduplicated"]:
                 add("units_deduplicated", row["tenant_id"])
-            if row.get("verdict_mode") == "cascade":  # which path the unit took
-                add("cascade_score" if row["verdict_source"] == "score" else "cascade_reasoned", row["tenant_id"])
+            if row.get("verdict_mode") == "cascade":  # which path the unit took: the score alone, or reasoned too
+                add("cascade_score" if row["finish_reason"] == "score" else "cascade_reasoned", row["tenant_id"])
             if row.get("consistency"):
                 add(f"consistency_{row['consistency']}", row["tenant_id"])
         else:

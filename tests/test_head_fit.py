@@ -1,0 +1,74 @@
+"""The decision head's fit on synthetic features: the informative layer is chosen on validation, the head and its
+category heads are saved, and the TF-IDF baseline and intercept comparison are reported."""
+
+from __future__ import annotations
+
+import json
+import types
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+
+from pipelines.decision_head import read_head
+from training.head_fit import fit_step
+
+HIDDEN, LAYERS = 8, (12, 20)
+
+
+def _model_dir(tmp_path):
+    from safetensors.numpy import save_file
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    save_file({"model.norm.weight": np.full(HIDDEN, 2.0, dtype=np.float32)}, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps({"num_hidden_layers": 30}))
+    return str(folder)
+
+
+def _records_and_features(n: int = 600, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    records, features = [], np.zeros((n, 1 + len(LAYERS), HIDDEN), dtype=np.float32)
+    for i in range(n):
+        unsafe = i % 2 == 0
+        codes = ["U1"] if unsafe and i % 4 == 0 else (["U8"] if unsafe else [])
+        label = "unsafe" if unsafe else "safe"
+        records.append({
+            "label": label, "gold_label": label, "split": "validation" if i % 5 == 0 else "train",
+            "level": "prompt", "source": "synthetic", "policy_kind": "default", "codes": codes,
+            "messages": [["user", ("how to hurt someone" if unsafe else "how to bake bread") + f" {i}"]],
+        })  # fmt: skip
+        features[i] = rng.normal(size=(1 + len(LAYERS), HIDDEN))
+        features[i, 1, 0] += 3.0 if unsafe else -3.0  # layer 12 carries the label
+        features[i, 0, 1] += 3.0 if "U1" in codes else 0.0  # the final state carries U1
+    return records, features
+
+
+def test_fit_chooses_the_informative_layer_and_saves_a_head(tmp_path):
+    records, features = _records_and_features()
+    out = tmp_path / "run"
+    (out / "features").mkdir(parents=True)
+    np.save(out / "features" / "features.npy", features)
+    config = types.SimpleNamespace(model_dir=_model_dir(tmp_path), layers=LAYERS, base="embedded:lora")
+    fit = fit_step(records, out, config)
+    decision = fit["decision"]
+    assert decision["candidate"] == "12" and decision["layer"] == 12
+    assert decision["validation"]["auroc"] > 0.95 and decision["validation"]["ece"] is not None
+    assert decision["validation_with_intercept"]["auroc"] == pytest.approx(decision["validation"]["auroc"], abs=0.02)
+    assert fit["tfidf_baseline"]["validation"]["auroc"] is not None
+    assert fit["categories"]["U1"]["fitted"] and fit["categories"]["U1"]["validation_auroc"] > 0.9
+    head_config, tensors = read_head(out / "head")
+    assert head_config["layer"] == 12 and head_config["base"] == "embedded:lora"
+    assert tensors["decision"].shape == (HIDDEN,) and "U1" in head_config["category_codes"]
+    assert json.loads((out / "fit.json").read_text())["head_version"] == fit["head_version"]
+
+
+def test_fit_refuses_features_that_do_not_match_the_records(tmp_path):
+    records, features = _records_and_features(100)
+    out = tmp_path / "run"
+    (out / "features").mkdir(parents=True)
+    np.save(out / "features" / "features.npy", features[:50])
+    config = types.SimpleNamespace(model_dir=_model_dir(tmp_path), layers=LAYERS, base="embedded:lora")
+    with pytest.raises(RuntimeError, match="50 feature rows for 100 records"):
+        fit_step(records, out, config)

@@ -1,0 +1,101 @@
+"""Ship a fitted decision head as the embedded guard's head: its files into `pipelines/embedded_guard/head/`.
+
+Before copying, the head is folded into the model it was fitted on, and the folded model (transformers, fp32) is
+run on validation records: the served logit difference at the box is compared with the fitted head's score on
+the unfolded features (the fold's measured loss). `training.json` beside the head records the run's data,
+features, fit, that check and the head's version (the hash the job records on every verdict).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.decision_head import HEAD_CONFIG, HEAD_WEIGHTS, build_folded_model, head_version, verdict_token_ids
+from pipelines.embedded_model import GUARD_HEAD_DIR, resolve_model
+from training.export import _git_commit
+from training.head_fit import scores_report, sigmoid
+from transforms.chat_format import score_position_ids
+
+
+def served_scores(model_dir: str, sequences: list[list[int]]) -> np.ndarray:
+    """`logit(uns) - logit(safe)` at the last token of each sequence, from a transformers forward."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    safe, unsafe = verdict_token_ids(AutoTokenizer.from_pretrained(model_dir))
+    scores = []
+    with torch.no_grad():
+        for ids in sequences:
+            logits = model(torch.tensor([ids])).logits[0, -1]
+            scores.append(float(logits[unsafe] - logits[safe]))
+    return np.asarray(scores)
+
+
+def fold_check(run_dir: Path, base_dir: str, rows: int, seed: int = 0) -> dict:
+    """The folded model's served score against the fitted head's, on `rows` validation records."""
+    from transformers import AutoTokenizer
+
+    from training.head_fit import candidate_features, model_norm_weight
+
+    records = [json.loads(line) for line in (run_dir / "records.jsonl").read_text(encoding="utf-8").split("\n") if line]
+    features = np.load(run_dir / "features" / "features.npy")
+    fit = json.loads((run_dir / "fit.json").read_text())
+    layers = json.loads((run_dir / "features" / "extraction.json").read_text())["layers"]
+    chosen = fit["decision"]["candidate"]
+    X = candidate_features(features, layers, model_norm_weight(base_dir))[chosen]
+    from safetensors.numpy import load_file
+
+    w = load_file(str(run_dir / "head" / HEAD_WEIGHTS))["decision"]
+    validation = [i for i, r in enumerate(records) if r["split"] == "validation"]
+    picked = sorted(random.Random(seed).sample(validation, min(rows, len(validation))))
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    sequences = [score_position_ids(tokenizer, records[i]["user_message"]) for i in picked]
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory() as folded:
+        build_folded_model(base_dir, run_dir / "head", Path(folded))
+        served = served_scores(folded, sequences)
+    fitted = X[picked] @ w
+    y = np.array([records[i]["label"] == "unsafe" for i in picked], dtype=int)
+    return {
+        "rows": len(picked),
+        "correlation": float(np.corrcoef(fitted, served)[0, 1]),
+        "max_abs_diff": float(np.max(np.abs(fitted - served))),
+        "max_abs_p_diff": float(np.max(np.abs(sigmoid(fitted) - sigmoid(served)))),
+        "fitted": {k: v for k, v in scores_report(y, fitted).items() if k in ("auroc", "f1", "log_loss")},
+        "served": {k: v for k, v in scores_report(y, served).items() if k in ("auroc", "f1", "log_loss")},
+        "wall_s": round(time.monotonic() - started, 1),
+    }
+
+
+def export_head(run_dir: Path, dest: Path = GUARD_HEAD_DIR, check_rows: int = 200) -> dict:
+    """Fold-check the run's head, copy it into `dest` and write `training.json`."""
+    head = run_dir / "head"
+    for name in (HEAD_CONFIG, HEAD_WEIGHTS):
+        if not (head / name).is_file():
+            raise FileNotFoundError(f"{head / name} is missing: run python -m training head --out {run_dir} first")
+    summary = json.loads((run_dir / "training.json").read_text())
+    base = resolve_model(json.loads((head / HEAD_CONFIG).read_text())["base"])
+    check = fold_check(run_dir, base, check_rows)
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in (HEAD_CONFIG, HEAD_WEIGHTS):
+        shutil.copyfile(head / name, dest / name)
+    provenance = {
+        "head_version": head_version(dest),
+        "exported_from": str(run_dir),
+        "git_commit": _git_commit(),
+        "config": summary["config"],
+        "records": summary["records"],
+        "features": summary["features"],
+        "fit": summary["fit"],
+        "fold_check": check,
+    }
+    (dest / "training.json").write_text(json.dumps(provenance, indent=2, default=float) + "\n", encoding="utf-8")
+    return provenance
