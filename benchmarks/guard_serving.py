@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/guard_serving.py [--n 96] [--max-tokens 256] [--out FILE.json]
 
 The same N benchmark prompts (held-out sets, prompt and response level, rendered by the job under the eval
-policies) go through `judging.judge_batch` in the default `auto` mode, one batch, greedy, on each variant in its own
+policies) go through `cascade.judge_batch` in the default `auto` mode, one batch, greedy, on each variant in its own
 subprocess (engine start timed apart): (1) the untrained base, (2) the trained guard merged into one folder (what
 the job serves), (3) the base with the committed adapter loaded by vLLM (`enable_lora` + `LoRARequest`). Reported:
 wall and CPU seconds per unit, generated tokens per unit, share of units answered with the model's own box,
@@ -63,8 +63,9 @@ def benchmark_prompts(n: int) -> list[str]:
 def run_variant(variant: str, n: int, max_tokens: int) -> dict:
     """One variant in this process: start the engine, judge the prompts once, report."""
     from pipelines.embedded_model import GUARD_ADAPTER_DIR, ensure_embedded_guard, ensure_embedded_model
+    from transforms.cascade import judge_batch
     from transforms.engine import SamplingSettings
-    from transforms.judging import JudgeRequest, JudgeSettings, judge_batch
+    from transforms.judging import JudgeRequest, JudgeSettings
     from transforms.vllm_engine import VllmEngine, VllmEngineSpec
 
     prompts = benchmark_prompts(n)

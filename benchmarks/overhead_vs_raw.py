@@ -6,7 +6,7 @@ N synthetic conversations over the four shipped tenants are written to a Parquet
 on its own) and shared, as the pipeline's DoFns share it, by the measurements, each on an emptied prefix cache:
   (a)  raw: the pipeline's prompts (same reader, policies, rendering, de-duplication by content key), chat-templated
        and sent to `LLM.generate` in ONE call, max_tokens N, temperature 0;
-  (a') raw + scoring: the same prompts through `judging.judge_batch` in one batch (the free-mode work the job does:
+  (a') raw + scoring: the same prompts through `cascade.judge_batch` in one batch (the free-mode work the job does:
        generation plus the P(unsafe) scoring pass on each boxed answer), still without Beam;
   (a'') (a) in the job's engine calls (its batcher: full calls of one policy, then the tail in policy order);
   (b)  the whole job on the FnApiRunner, Parquet in → partitions out, `--verdict-mode free --max-tokens N`.
@@ -73,8 +73,9 @@ def main(argv=None) -> dict:
     from pipelines.embedded_model import EMBEDDED_MODEL_NAME
     from pipelines.moderate import run
     from transforms.batching import BatchPerKeyDoFn
+    from transforms.cascade import judge_batch
     from transforms.engine import SamplingSettings
-    from transforms.judging import JudgeRequest, JudgeSettings, judge_batch
+    from transforms.judging import JudgeRequest, JudgeSettings
     from transforms.vllm_engine import VllmEngineSpec
 
     result = common.header("overhead_vs_raw", vars(args))
