@@ -45,7 +45,7 @@ from apache_beam.transforms.sideinputs import SideInputMap
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from transforms.cpu_cores import allowed_cores, slice_of_worker
-from transforms.vllm_engine import WORKER_CORES_ENV
+from transforms.cpu_serving import WORKER_CORES_ENV
 
 log = logging.getLogger(__name__)
 

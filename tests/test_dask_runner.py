@@ -16,7 +16,7 @@ import pytest
 from pipelines.moderate import reject_unknown_args, run
 from scripts.generate_malformed_logs import write_malformed_corpus
 from tests.test_pipeline_fake_engine import SAMPLES, assert_books_balance, read_manifest
-from transforms.vllm_engine import WORKER_CORES_ENV
+from transforms.cpu_serving import WORKER_CORES_ENV
 
 distributed = pytest.importorskip("distributed")
 

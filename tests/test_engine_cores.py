@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from transforms import cpu_cores, vllm_engine
+from transforms import cpu_cores, cpu_serving
 from transforms.cpu_cores import core_list, slice_of_worker
-from transforms.vllm_engine import BIND_ENV as BIND
-from transforms.vllm_engine import WORKER_CORES_ENV
+from transforms.cpu_serving import BIND_ENV as BIND
+from transforms.cpu_serving import WORKER_CORES_ENV
 
 
 @pytest.mark.parametrize(
@@ -46,41 +46,41 @@ def test_allowed_cores_are_the_affinity_mask():
 
 @pytest.fixture
 def clean_env(monkeypatch):
-    for name in (BIND, WORKER_CORES_ENV, vllm_engine._DEFAULTED_BIND_ENV):
+    for name in (BIND, WORKER_CORES_ENV, cpu_serving._DEFAULTED_BIND_ENV):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(vllm_engine, "allowed_cores", lambda: [0, 1])
+    monkeypatch.setattr(cpu_serving, "allowed_cores", lambda: [0, 1])
     return monkeypatch
 
 
 def test_small_machine_default_is_every_core(clean_env):
-    vllm_engine.bind_model_threads()
-    assert vllm_engine.os.environ[BIND] == "0-1"
+    cpu_serving.bind_model_threads()
+    assert cpu_serving.os.environ[BIND] == "0-1"
 
 
 def test_a_local_workers_slice_replaces_the_default_it_inherited(clean_env):
-    vllm_engine.bind_model_threads()  # the job's process chose 0-1; a worker it started inherits that
+    cpu_serving.bind_model_threads()  # the job's process chose 0-1; a worker it started inherits that
     clean_env.setenv(WORKER_CORES_ENV, "1")
-    vllm_engine.bind_model_threads()
-    assert vllm_engine.os.environ[BIND] == "1"
+    cpu_serving.bind_model_threads()
+    assert cpu_serving.os.environ[BIND] == "1"
 
 
 def test_the_users_binding_wins(clean_env):
     clean_env.setenv(BIND, "0")
     clean_env.setenv(WORKER_CORES_ENV, "1")
-    vllm_engine.bind_model_threads()
-    assert vllm_engine.os.environ[BIND] == "0"
+    cpu_serving.bind_model_threads()
+    assert cpu_serving.os.environ[BIND] == "0"
 
 
 def test_large_machines_keep_vllms_own_binding(clean_env):
-    clean_env.setattr(vllm_engine, "allowed_cores", lambda: list(range(64)))
-    vllm_engine.bind_model_threads()
-    assert BIND not in vllm_engine.os.environ
+    clean_env.setattr(cpu_serving, "allowed_cores", lambda: list(range(64)))
+    cpu_serving.bind_model_threads()
+    assert BIND not in cpu_serving.os.environ
 
 
 def test_a_small_cpuset_on_a_large_host_binds_its_own_cores(clean_env):
-    clean_env.setattr(vllm_engine, "allowed_cores", lambda: [12, 13, 40])  # e.g. a container's cpuset
-    vllm_engine.bind_model_threads()
-    assert vllm_engine.os.environ[BIND] == "12-13,40"
+    clean_env.setattr(cpu_serving, "allowed_cores", lambda: [12, 13, 40])  # e.g. a container's cpuset
+    cpu_serving.bind_model_threads()
+    assert cpu_serving.os.environ[BIND] == "12-13,40"
 
 
 @pytest.mark.parametrize(
@@ -94,13 +94,13 @@ def test_a_small_cpuset_on_a_large_host_binds_its_own_cores(clean_env):
     ],
 )
 def test_serving_dtype(requested, embedded, cpu_without_bf16, expected):
-    assert vllm_engine.serving_dtype(requested, embedded, cpu_without_bf16) == expected
+    assert cpu_serving.serving_dtype(requested, embedded, cpu_without_bf16) == expected
 
 
 def test_native_bf16_is_read_from_the_cpu_flags():
     avx2 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n"
     sapphire = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
-    assert not vllm_engine.cpu_has_native_bf16(avx2)
-    assert vllm_engine.cpu_has_native_bf16(sapphire)
-    assert not vllm_engine.cpu_has_native_bf16("")
-    assert isinstance(vllm_engine.cpu_has_native_bf16(), bool)  # this machine's /proc/cpuinfo
+    assert not cpu_serving.cpu_has_native_bf16(avx2)
+    assert cpu_serving.cpu_has_native_bf16(sapphire)
+    assert not cpu_serving.cpu_has_native_bf16("")
+    assert isinstance(cpu_serving.cpu_has_native_bf16(), bool)  # this machine's /proc/cpuinfo

@@ -88,7 +88,7 @@ class FeatureExtractor:
         from vllm import LLM
         from vllm.config import PoolerConfig
 
-        from transforms.vllm_engine import bind_model_threads
+        from transforms.cpu_serving import bind_model_threads
 
         os.environ[_INSECURE_SERIALIZATION] = "1"
         bind_model_threads()
