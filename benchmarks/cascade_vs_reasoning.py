@@ -33,10 +33,10 @@ def _fold(item_id: str) -> int:
 
 
 def _rows(folder: Path) -> pl.DataFrame:
-    """Joined rows, with `pass1_p`: the cascade's reasoning-free score of every unit (on rows it decided, their
-    `p_unsafe`; on rows it sent to reasoning, `score_p_unsafe`)."""
+    """Joined rows, with `pass1_p`: the cascade's reasoning-free score of every unit (on rows it or a decision head
+    decided, their `p_unsafe`; on rows it sent to reasoning without a head, `score_p_unsafe`)."""
     rows = pl.read_parquet(folder / "joined.parquet")
-    scored = pl.col("verdict_source") == "score"
+    scored = pl.col("verdict_source").is_in(["score", "head"])
     return rows.with_columns(pass1_p=pl.when(scored).then(pl.col("p_unsafe")).otherwise(pl.col("score_p_unsafe")))
 
 
@@ -66,8 +66,8 @@ def held_out_calibration(rows: pl.DataFrame, column: str) -> dict:
     per_set = {
         name: {
             "n": part.height,
-            "ece_before": calibrate.expected_calibration_error(part["p_unsafe"].to_list(), part["y"].to_list()),
-            "ece_after": calibrate.expected_calibration_error(part["p_calibrated"].to_list(), part["y"].to_list()),
+            "ece_before": metrics.expected_calibration_error(part["y"].to_list(), part["p_unsafe"].to_list()),
+            "ece_after": metrics.expected_calibration_error(part["y"].to_list(), part["p_calibrated"].to_list()),
         }
         for (name,), part in held.group_by("tenant_id", maintain_order=True)
     }
@@ -75,8 +75,8 @@ def held_out_calibration(rows: pl.DataFrame, column: str) -> dict:
     ece_mean = {k: metrics.mean([v[k] for v in per_set.values()]) for k in ("ece_before", "ece_after")}
     overall = {
         "n": held.height,
-        "ece_before": calibrate.expected_calibration_error(held["p_unsafe"].to_list(), y),
-        "ece_after": calibrate.expected_calibration_error(held["p_calibrated"].to_list(), y),
+        "ece_before": metrics.expected_calibration_error(y, held["p_unsafe"].to_list()),
+        "ece_after": metrics.expected_calibration_error(y, held["p_calibrated"].to_list()),
     }
     return {"overall": overall, "sets": per_set, "set_mean": ece_mean}
 
@@ -89,7 +89,7 @@ def compare(out: Path) -> dict:
     sets = {}
     for name in auto_metrics:
         c_rows = cascade.filter(pl.col("set") == name)
-        reasoned = c_rows.filter(pl.col("verdict_source") != "score").height
+        reasoned = c_rows.filter(pl.col("finish_reason") != "score").height
         unsafe, n = auto_metrics[name]["unsafe"], auto_metrics[name]["n"]
         sets[name] = {
             "n": n,
@@ -116,7 +116,7 @@ def compare(out: Path) -> dict:
         "load_at_report": load(),
         "sets": sets,
         "means": {k: mean_of(k) for k in MEANS},
-        "reasoned_share_overall": cascade.filter(pl.col("verdict_source") != "score").height / cascade.height,
+        "reasoned_share_overall": cascade.filter(pl.col("finish_reason") != "score").height / cascade.height,
         "wall_s": walls,
         "units_per_s": {m: units[m] / walls[m] for m in walls},
         "speedup_cascade_vs_auto": walls["auto"] / walls["cascade"] * units["cascade"] / units["auto"],

@@ -16,7 +16,7 @@ import collections
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,22 +93,31 @@ def adaptation(records: Sequence[dict], z: np.ndarray) -> dict:
     }
 
 
-def tfidf_baseline(train: Sequence[dict], validation: Sequence[dict], y_train, y_val) -> tuple[dict, np.ndarray]:
-    """TF-IDF (word 1-2-grams) + logistic regression on the conversation text; (report, validation scores)."""
+def conversation_text(messages: Sequence[Sequence[str]]) -> str:
+    """The judged conversation as the TF-IDF baseline reads it: `role: content` lines."""
+    return "\n".join(f"{role}: {content}" for role, content in messages)
+
+
+def tfidf_baseline(
+    train: Sequence[dict], validation: Sequence[dict], y_train, y_val
+) -> tuple[dict, np.ndarray, Callable[[Sequence[str]], np.ndarray]]:
+    """TF-IDF (word 1-2-grams) + logistic regression on the conversation text, C chosen on validation:
+    (report, validation scores, a scorer of further texts)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    text = lambda r: "\n".join(f"{role}: {content}" for role, content in r["messages"])  # noqa: E731
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=200_000)
-    X_train = vectorizer.fit_transform([text(r) for r in train])
+    X_train = vectorizer.fit_transform([conversation_text(r["messages"]) for r in train])
+    X_val = vectorizer.transform([conversation_text(r["messages"]) for r in validation])
     best = None
     for C in (1.0, 3.0, 10.0):
         model = LogisticRegression(C=C, max_iter=5000).fit(X_train, y_train)
-        z = model.decision_function(vectorizer.transform([text(r) for r in validation]))
+        z = model.decision_function(X_val)
         report = scores_report(y_val, z)
         if best is None or report["auroc"] > best[0]["auroc"]:
-            best = ({**report, "C": C}, z)
-    return best
+            best = ({**report, "C": C}, z, model)
+    report, z, model = best
+    return report, z, lambda texts: model.decision_function(vectorizer.transform(list(texts)))
 
 
 def fit_decision(
@@ -186,7 +195,9 @@ def fit_step(records: Sequence[dict], out: Path, config: Any) -> dict:
     with_intercept = scores_report(y[val], X[val] @ w_icpt + b)
     validation = [r for r, v in zip(records, val, strict=True) if v]
     z = X[val] @ choice["weights"]
-    tfidf, z_tfidf = tfidf_baseline([r for r, t in zip(records, train, strict=True) if t], validation, y[train], y[val])
+    tfidf, z_tfidf, _ = tfidf_baseline(
+        [r for r, t in zip(records, train, strict=True) if t], validation, y[train], y[val]
+    )
     source = lambda r: r["source"].split(":")[-1]  # noqa: E731
     categories, category_report = fit_categories(records, features[:, 0], train, val, choice["C"])
     layer = num_layers(config.model_dir) if choice["candidate"] == FINAL else int(choice["candidate"])
