@@ -20,6 +20,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -72,7 +73,7 @@ def tfidf_summary(head_run: Path, folder: Path) -> dict:
     ]
     train = [r for r in records if r["split"] == "train"]
     validation = [r for r in records if r["split"] == "validation"]
-    label = lambda rows: [int(r["label"] == "unsafe") for r in rows]  # noqa: E731
+    label = lambda rows: np.array([int(r["label"] == "unsafe") for r in rows])  # noqa: E731
     report, _, score = tfidf_baseline(train, validation, label(train), label(validation))
     items = item_texts(folder)
     items = items.with_columns(z=pl.Series(score(items["text"].to_list())))
