@@ -8,12 +8,14 @@ residual stream after layer k, divided by the RMS the final norm divides by. Fol
 1. `lm_head` is untied from the input embedding (the embedding is unchanged, so no input changes).
 2. For k < L, every later layer's writes to the residual stream (attention `o_proj`, MLP `down_proj`) lose their
    component along `w`, so `w · x_L = w · x_k`: the head's direction is frozen after layer k.
-3. The `safe` and `unsafe` rows of `lm_head` become `m ∓ (w / γ) / 2` (γ the final norm's weight, m the mean of
-   the two original rows), so `logit(unsafe) - logit(safe) = w · x_L / rms(x_L)`, the head's score, and their sum
-   stays where the model had it.
-4. Category heads (one per policy code the data labels) read the final normed state `h`: the row of an otherwise
-   unused special token becomes `row(safe) + u_c`, so `logit(slot_c) - logit(safe) = u_c · h`. The engine never
-   generates those tokens (`logit_bias`) and reads them with the box's `safe`/`unsafe` scores.
+3. The row of an otherwise unused special token (the *decision token*) becomes `row(safe) + w / γ` (γ the final
+   norm's weight), so `logit(decision) - logit(safe) = w · x_L / rms(x_L)`: the head's score. The engine reads
+   P(unsafe) at the box as `sigmoid(logit(decision) - logit(safe))`.
+4. Category heads (one per policy code the data labels) read the final normed state `h`: the row of another unused
+   special token becomes `row(safe) + u_c`, so `logit(slot_c) - logit(safe) = u_c · h`.
+The `safe`/`unsafe` rows themselves are left as they were: writing the head into them (`m ∓ w/2γ`) was tried and
+ruined generation (the guard wrote `unsunsunssafe…` instead of its reasoning: the head's rows are large and win at
+every position). The engine never generates the decision and category tokens (`logit_bias`).
 
 Step 2 changes the final RMS a little (one direction of later writes is gone), so the served score equals the head
 on the served model's own features exactly, and the fitted head (on the unfolded model's features) within a ratio
@@ -31,6 +33,7 @@ from typing import Any
 from transforms.served_head import ServedHead
 
 HEAD_FORMAT = "rsafe-decision-head/1"
+FOLD_VERSION = 2  # 1 wrote the head into the safe/unsafe rows (ruined generation); 2: a decision token of its own
 HEAD_WEIGHTS = "head.safetensors"
 HEAD_CONFIG = "head.json"
 RESERVED_TOKENS = 3  # SmolLM2: <|endoftext|>, <|im_start|>, <|im_end|> are never used as category slots
@@ -100,9 +103,11 @@ def slot_tokens(tokenizer: Any, count: int) -> list[int]:
     return free[:count]
 
 
-def fold_head(model: Any, tokenizer: Any, decision: Any, layer: int, categories: dict[str, Any]) -> dict[str, int]:
-    """Fold the head into `model` (a transformers Llama-family causal LM, edited in place); returns the category
-    code → slot token map."""
+def fold_head(
+    model: Any, tokenizer: Any, decision: Any, layer: int, categories: dict[str, Any]
+) -> tuple[int, dict[str, int]]:
+    """Fold the head into `model` (a transformers Llama-family causal LM, edited in place); returns the decision
+    token and the category code → slot token map."""
     import torch
 
     inner = model.model
@@ -123,17 +128,15 @@ def fold_head(model: Any, tokenizer: Any, decision: Any, layer: int, categories:
             for block in inner.layers[layer:]:
                 block.self_attn.o_proj.weight.copy_(projection @ block.self_attn.o_proj.weight)
                 block.mlp.down_proj.weight.copy_(projection @ block.mlp.down_proj.weight)
-        gamma = inner.norm.weight
         rows = model.lm_head.weight
-        safe, unsafe = verdict_token_ids(tokenizer)
-        middle = (rows[safe] + rows[unsafe]) / 2
-        rows[safe] = middle - (w / gamma) / 2
-        rows[unsafe] = middle + (w / gamma) / 2
+        safe, _ = verdict_token_ids(tokenizer)
         codes = sorted(categories)
-        slots = dict(zip(codes, slot_tokens(tokenizer, len(codes)), strict=True))
+        decision_token, *category_tokens = slot_tokens(tokenizer, 1 + len(codes))
+        rows[decision_token] = rows[safe] + w / inner.norm.weight
+        slots = dict(zip(codes, category_tokens, strict=True))
         for code, token in slots.items():
             rows[token] = rows[safe] + torch.as_tensor(categories[code], dtype=rows.dtype)
-    return slots
+    return decision_token, slots
 
 
 def build_folded_model(base_dir: str, head_dir: pathlib.Path, out_dir: pathlib.Path) -> ServedHead:
@@ -145,10 +148,10 @@ def build_folded_model(base_dir: str, head_dir: pathlib.Path, out_dir: pathlib.P
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     categories = dict(zip(config["category_codes"], tensors.get("categories", []), strict=True))
-    slots = fold_head(model, tokenizer, tensors["decision"], config["layer"], categories)
+    decision_token, slots = fold_head(model, tokenizer, tensors["decision"], config["layer"], categories)
     model.save_pretrained(str(out_dir), safe_serialization=True)
     tokenizer.save_pretrained(str(out_dir))
-    safe, unsafe = verdict_token_ids(tokenizer)
-    served = ServedHead(head_version(head_dir), safe, unsafe, tuple(slots), tuple(slots.values()))
+    safe, _ = verdict_token_ids(tokenizer)
+    served = ServedHead(head_version(head_dir), safe, decision_token, tuple(slots), tuple(slots.values()))
     served.write(out_dir)
     return served

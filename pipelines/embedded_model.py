@@ -163,13 +163,12 @@ def ensure_embedded_guard(
     adapter_dir: pathlib.Path = GUARD_ADAPTER_DIR,
     head_dir: pathlib.Path = GUARD_HEAD_DIR,
 ) -> str:
-    """Fold the committed head into the stage-1 guard once (a folder per adapter and head version); its path."""
-    from pipelines.decision_head import build_folded_model
+    """Fold the committed head into the stage-1 guard once (a folder per adapter, head and fold version)."""
+    from pipelines.decision_head import FOLD_VERSION, build_folded_model
 
     lora = ensure_embedded_lora(cache_dir, adapter_dir)
-    target = (
-        cache_dir or model_cache_dir()
-    ) / f"rsafe-guard-{adapter_version(adapter_dir)}-head-{guard_head_version(head_dir)}"
+    name = f"rsafe-guard-{adapter_version(adapter_dir)}-head-{guard_head_version(head_dir)}-fold{FOLD_VERSION}"
+    target = (cache_dir or model_cache_dir()) / name
     if (target / _DONE_MARKER).is_file():
         return str(target)
     log.info("folding the decision head %s into %s (once)", head_dir, target)

@@ -65,11 +65,11 @@ def test_served_logit_difference_is_the_head_score(tokenizer, layer):
     before, _, _ = features(model, ids, layer)
     w = torch.randn(HIDDEN)
     categories = {"U1": torch.randn(HIDDEN), "U8": torch.randn(HIDDEN)}
-    slots = fold_head(model, tokenizer, w, layer, categories)
+    decision, slots = fold_head(model, tokenizer, w, layer, categories)
     assert model.lm_head.weight.data_ptr() != model.model.embed_tokens.weight.data_ptr()
     f_k, normed, logits = features(model, ids, layer)
-    safe, unsafe = verdict_token_ids(tokenizer)
-    served = logits[unsafe] - logits[safe]
+    safe, _ = verdict_token_ids(tokenizer)
+    served = logits[decision] - logits[safe]
     assert abs(served.item() - (w @ f_k).item()) < 1e-4  # exact on the served model's own features
     for code, u in categories.items():
         assert abs((logits[slots[code]] - logits[safe]).item() - (u @ normed).item()) < 1e-4
@@ -79,18 +79,17 @@ def test_served_logit_difference_is_the_head_score(tokenizer, layer):
     assert ratio == pytest.approx(1.0, abs=1e-5 if layer == LAYERS else 0.25)
 
 
-def test_fold_leaves_the_embedding_and_other_rows_alone(tokenizer):
+def test_fold_leaves_the_embedding_and_every_text_row_alone(tokenizer):
+    """Only the decision and category rows change: `safe`/`unsafe` and every other token keep their logits, so
+    the model writes what it wrote before (its reasoning and its own box)."""
     model = tiny_model(tokenizer)
     embedding = model.model.embed_tokens.weight.detach().clone()
-    fold_head(model, tokenizer, torch.randn(HIDDEN), LAYERS, {})
+    decision, slots = fold_head(model, tokenizer, torch.randn(HIDDEN), LAYERS, {"U1": torch.randn(HIDDEN)})
     assert torch.equal(model.model.embed_tokens.weight, embedding)
-    safe, unsafe = verdict_token_ids(tokenizer)
-    others = [i for i in range(len(tokenizer)) if i not in (safe, unsafe)]
+    changed = {decision, *slots.values()}
+    assert len(changed) == 2 and not changed & set(verdict_token_ids(tokenizer))
+    others = [i for i in range(len(tokenizer)) if i not in changed]
     assert torch.equal(model.lm_head.weight[others], embedding[others])
-    # the two verdict rows keep their sum (their mean logit stays where the model had it)
-    assert torch.allclose(
-        model.lm_head.weight[safe] + model.lm_head.weight[unsafe], embedding[safe] + embedding[unsafe]
-    )
 
 
 def test_a_saved_head_builds_a_folded_folder_the_engine_can_read(tokenizer, tmp_path):
@@ -107,8 +106,9 @@ def test_a_saved_head_builds_a_folded_folder_the_engine_can_read(tokenizer, tmp_
     reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "folded").eval()
     assert not reloaded.config.tie_word_embeddings
     f_k, normed, logits = features(reloaded, tokenizer.encode("hello \\boxed{", add_special_tokens=False), 3)
-    safe, unsafe = verdict_token_ids(tokenizer)
-    assert abs((logits[unsafe] - logits[safe]).item() - (w @ f_k).item()) < 1e-4
+    safe, _ = verdict_token_ids(tokenizer)
+    assert served.safe_token == safe and served.never_generated == (served.decision_token, served.slots["U9"])
+    assert abs((logits[served.decision_token] - logits[safe]).item() - (w @ f_k).item()) < 1e-4
     assert abs((logits[served.slots["U9"]] - logits[safe]).item() - (u @ normed).item()) < 1e-4
 
 

@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 from pipelines import embedded_model as em
+from pipelines.decision_head import FOLD_VERSION
 from transforms.served_head import ServedHead
 from transforms.vllm_engine import VllmEngineSpec
 
@@ -53,7 +54,7 @@ def test_aliases_pick_the_guard_the_stage1_guard_or_the_base_and_record_what_ran
 def test_guard_is_built_once_per_adapter_and_head_version():
     adapter, head = em.adapter_version(), em.guard_head_version()
     guard = em.resolve_model(None)  # built at install: the cached folded folder
-    assert guard.endswith(f"rsafe-guard-{adapter}-head-{head}")
+    assert guard.endswith(f"rsafe-guard-{adapter}-head-{head}-fold{FOLD_VERSION}")
     assert (em.model_cache_dir() / guard / ".rsafe-complete").read_text().strip() == em.guard_model_name()
     served = ServedHead.read(guard)
     assert served is not None and served.version == head

@@ -100,7 +100,7 @@ def test_real_engine_serves_exactly_the_folded_head(real_engine):
     for prompt, p_served in zip(prompts, served, strict=True):
         with torch.no_grad():
             logits = model(torch.tensor([score_position_ids(tokenizer, prompt)])).logits[0, -1]
-        score = float(logits[head.unsafe_token] - logits[head.safe_token])
+        score = float(logits[head.decision_token] - logits[head.safe_token])
         assert p_served == pytest.approx(1 / (1 + math.exp(-score)), abs=1e-3)
 
 

@@ -172,7 +172,8 @@ def cmd_head(args: argparse.Namespace) -> None:
         benchmarks_dir=args.benchmarks_dir,
     )
     layers = tuple(int(x) for x in args.layers.split(",")) if args.layers else HeadConfig.layers
-    config = HeadConfig(args.out, resolve_model(args.model), args.model, data, layers, args.stop_after)
+    candidates = tuple(c for c in args.candidates.split(",") if c)
+    config = HeadConfig(args.out, resolve_model(args.model), args.model, data, layers, args.stop_after, candidates)
     summary = run_head(config)
     print(json.dumps({k: summary[k] for k in ("features", "fit") if k in summary}, indent=2, default=str))
 
@@ -275,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     head.add_argument("--out", default="runs/head")
     head.add_argument("--model", default="embedded:lora", help="the model read (and folded): embedded:lora|base|FOLDER")
     head.add_argument("--layers", default="", help="candidate layers, comma-separated (default 12,15,...,28)")
+    head.add_argument("--candidates", default="", help="read-outs the fit may choose, e.g. final (default: all)")
     head.add_argument("--max-rows", type=int, help="a budget: this many rows, stratified (default: all)")
     head.add_argument("--max-conversation-tokens", type=int, default=512)
     head.add_argument("--contrast-share", type=float, default=0.15)

@@ -33,6 +33,9 @@ class HeadConfig:
     data: HeadDataConfig = dataclasses.field(default_factory=HeadDataConfig)
     layers: tuple[int, ...] = DEFAULT_LAYERS
     stop_after: str = "fit"
+    # which read-outs the fit may choose (default: every extracted layer and the final state). `final` needs no
+    # projection of later layers when folded, so the served model generates exactly as before (see EVALUATION.md)
+    candidates: tuple[str, ...] = ()
 
 
 def _read_jsonl(path: Path) -> list[dict]:

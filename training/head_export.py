@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.decision_head import HEAD_CONFIG, HEAD_WEIGHTS, build_folded_model, head_version, verdict_token_ids
+from pipelines.decision_head import HEAD_CONFIG, HEAD_WEIGHTS, build_folded_model, head_version
 from pipelines.embedded_model import GUARD_HEAD_DIR, resolve_model
 from training.export import _git_commit
 from training.head_fit import scores_report, sigmoid
@@ -25,12 +25,16 @@ from transforms.chat_format import score_position_ids
 
 
 def served_scores(model_dir: str, sequences: list[list[int]]) -> np.ndarray:
-    """`logit(uns) - logit(safe)` at the last token of each sequence, from a transformers forward."""
+    """`logit(decision) - logit(safe)` at the last token of each sequence of a folded model, from a transformers
+    forward."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
+
+    from transforms.served_head import ServedHead
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    safe, unsafe = verdict_token_ids(AutoTokenizer.from_pretrained(model_dir))
+    head = ServedHead.read(model_dir)
+    safe, unsafe = head.safe_token, head.decision_token
     scores = []
     with torch.no_grad():
         for ids in sequences:

@@ -194,6 +194,8 @@ def fit_step(records: Sequence[dict], out: Path, config: Any) -> dict:
     val = ~train
     gamma = model_norm_weight(config.model_dir)
     candidates = candidate_features(features, config.layers, gamma)
+    if getattr(config, "candidates", None):  # e.g. ("final",): a head that needs no projection of later layers
+        candidates = {name: candidates[name] for name in config.candidates}
     choice, grid = fit_decision(candidates, y, train, val)
     X = candidates[choice["candidate"]]
     w_icpt, b = fit_scaled(X[train], y[train], choice["C"], intercept=True)

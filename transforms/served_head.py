@@ -1,9 +1,9 @@
 """What an engine knows about a decision head folded into its model (`pipelines.decision_head` folds it).
 
-A folded model folder carries `rsafe_head.json`: the head's version, the token ids whose first-token logits at
-the box are the head (`safe`, `uns`), and the special tokens whose rows hold category heads. An engine serving
-such a folder reads P(unsafe) from those two first-token logits (the head's score is their difference) and never
-lets the category slots be generated.
+A folded model folder carries `rsafe_head.json`: the head's version, the token ids whose logits at the box make
+the head (`safe` and the decision token: the head's score is their difference), and the special tokens whose rows
+hold category heads. An engine serving such a folder reads P(unsafe) from those two logits and never lets the
+decision or category tokens be generated.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ SERVED_HEAD_FILE = "rsafe_head.json"
 
 @dataclasses.dataclass(frozen=True)
 class ServedHead:
-    """A folded head as served: its version, the box's verdict tokens, and its category slots."""
+    """A folded head as served: its version, the tokens whose logit difference is the head, its category slots."""
 
     version: str
     safe_token: int
-    unsafe_token: int
+    decision_token: int
     category_codes: tuple[str, ...] = ()
     slot_tokens: tuple[int, ...] = ()
 
@@ -36,7 +36,7 @@ class ServedHead:
             return cls(
                 str(data["version"]),
                 int(data["safe_token"]),
-                int(data["unsafe_token"]),
+                int(data["decision_token"]),
                 tuple(data.get("category_codes", ())),
                 tuple(int(t) for t in data.get("slot_tokens", ())),
             )
@@ -45,6 +45,11 @@ class ServedHead:
 
     def write(self, model_dir: pathlib.Path) -> None:
         (model_dir / SERVED_HEAD_FILE).write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+
+    @property
+    def never_generated(self) -> tuple[int, ...]:
+        """The decision and category tokens: read-outs at the box, not text."""
+        return (self.decision_token, *self.slot_tokens)
 
     @property
     def slots(self) -> dict[str, int]:

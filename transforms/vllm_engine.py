@@ -9,8 +9,8 @@ SmolLM2's vocabulary that is two requests per unit (`safe` | `uns`, then `afe` a
 about one engine step whatever its size, so the closing `}` is not scored (it would double the requests).
 
 A model folder with a folded decision head (`rsafe_head.json`, `transforms.served_head`) is scored at the box by
-its first tokens alone: the head's score is the difference of the `safe` and `uns` logits there, so one request
-per unit reads it, and the head's category slots are never generated (`logit_bias`).
+one request per unit: the head's score is the difference of the decision token's and `safe`'s logits there, and
+the decision and category tokens are never generated (`logit_bias`).
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ class VllmEngine:
         self.max_context_tokens = max_len
         self.decision_head = decision_head
         # a head's category slots hold category read-outs, not text: never generated
-        self._banned = {t: -100.0 for t in decision_head.slot_tokens} if decision_head else {}
+        self._banned = {t: -100.0 for t in decision_head.never_generated} if decision_head else {}
 
     def _encode(self, text: str) -> list[int]:
         return list(self._tokenizer.encode(text, add_special_tokens=False))
@@ -231,11 +231,11 @@ class VllmEngine:
     def _head_logprobs(
         self, continuations: Sequence[Continuation], choices: Sequence[str], head: ServedHead
     ) -> list[dict[str, float]]:
-        """The box's first-token log-probabilities of `safe` and `uns`: their difference is the folded head."""
+        """Log-probabilities at the box of `safe` and the head's decision token: their difference is the head."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        token = {"safe": head.safe_token, "unsafe": head.unsafe_token}
+        token = {"safe": head.safe_token, "unsafe": head.decision_token}
         params = SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=[token[c] for c in choices])
         prompts = [TokensPrompt(prompt_token_ids=self._context_ids(c)) for c in continuations]
         results = []
