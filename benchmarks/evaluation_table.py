@@ -66,11 +66,10 @@ def item_texts(folder: Path) -> pl.DataFrame:
 
 def tfidf_summary(head_run: Path, folder: Path) -> dict:
     """The TF-IDF baseline fitted on the head run's training records, scored on the evaluation's items."""
+    from training.head_data import read_records
     from training.head_fit import sigmoid, tfidf_baseline
 
-    records = [
-        json.loads(line) for line in (head_run / "records.jsonl").read_text(encoding="utf-8").split("\n") if line
-    ]
+    records = read_records(head_run)
     train = [r for r in records if r["split"] == "train"]
     validation = [r for r in records if r["split"] == "validation"]
     label = lambda rows: np.array([int(r["label"] == "unsafe") for r in rows])  # noqa: E731

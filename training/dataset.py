@@ -175,15 +175,27 @@ def balanced_split(
     return rng.sample(records, len(records))
 
 
+def usable_items(
+    train_dir: str, benchmarks_dir: str, count_tokens: Callable[[str], int], max_conversation_tokens: int
+) -> tuple[list[LabelledText], dict]:
+    """Every row of the train splits that may be trained on: read, cleaned (`clean_items`: benchmark overlaps,
+    duplicates, conflicting labels) and cut to conversations of at most `max_conversation_tokens`; returns
+    (items, provenance: rows read, rows dropped by reason, benchmark texts checked) for the data report."""
+    eval_texts = evaluation_texts(Path(benchmarks_dir))
+    raw = list(read_sources(Path(train_dir)))
+    items, stats = clean_items(raw, eval_texts)
+    short = [i for i in items if conversation_tokens(i, count_tokens) <= max_conversation_tokens]
+    stats["too_long"] = len(items) - len(short)
+    return short, {"rows_read": len(raw), "dropped": stats, "eval_texts_checked": len(eval_texts)}
+
+
 def build_datasets(config: DataConfig, tokenizer: Any) -> tuple[dict[str, list[dict]], dict]:
     """(split → records, report): the training and validation sets and how they were made."""
     rng = random.Random(config.seed)
     count_tokens = lambda text: len(tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
-    eval_texts = evaluation_texts(Path(config.benchmarks_dir))
-    raw = list(read_sources(Path(config.train_dir)))
-    items, stats = clean_items(raw, eval_texts)
-    short = [i for i in items if conversation_tokens(i, count_tokens) <= config.max_conversation_tokens]
-    stats["too_long"] = len(items) - len(short)
+    short, provenance = usable_items(
+        config.train_dir, config.benchmarks_dir, count_tokens, config.max_conversation_tokens
+    )
     policies = load_policies()
     splits: dict[str, list[dict]] = {}
     for split, per_cell in (("train", config.train_per_cell), ("validation", config.validation_per_cell)):
@@ -200,9 +212,7 @@ def build_datasets(config: DataConfig, tokenizer: Any) -> tuple[dict[str, list[d
         splits[split] = balanced_split(pool, per_cell, rng, render)
     report = {
         "config": dataclasses.asdict(config),
-        "rows_read": len(raw),
-        "dropped": stats,
-        "eval_texts_checked": len(eval_texts),
+        **provenance,
         "splits": {name: summarize(records) for name, records in splits.items()},
     }
     return splits, report
@@ -226,13 +236,13 @@ def write_datasets(splits: dict[str, list[dict]], report: dict, out_dir: Path) -
     """`<split>.jsonl` per split and `report.json`, written atomically."""
     for name, records in splits.items():
         write_split(out_dir, name, records)
-    _atomic_write(out_dir / "report.json", json.dumps(report, indent=2) + "\n")
+    atomic_write(out_dir / "report.json", json.dumps(report, indent=2) + "\n")
 
 
 def write_split(out_dir: Path, split: str, records: Sequence[dict]) -> None:
     """One split as `<split>.jsonl`, written atomically."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out_dir / f"{split}.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    atomic_write(out_dir / f"{split}.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
 
 def read_split(data_dir: Path, split: str) -> list[dict]:
@@ -240,10 +250,17 @@ def read_split(data_dir: Path, split: str) -> list[dict]:
     path = data_dir / f"{split}.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found; build it first: python -m training data --out {data_dir}")
+    return read_jsonl(path)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The records of a JSON-lines file written with `ensure_ascii=False` (split on `\\n` only: `splitlines`
+    would also break a record at a U+2028 inside its text)."""
     return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
+    """Write `text` to `path` through a sibling temporary file, so a reader never sees a partial file."""
     staging = path.with_suffix(path.suffix + ".tmp")
     staging.write_text(text, encoding="utf-8")
     staging.replace(path)

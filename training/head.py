@@ -16,7 +16,8 @@ import logging
 import time
 from pathlib import Path
 
-from training.head_data import HeadDataConfig, build_head_records
+from training.dataset import atomic_write
+from training.head_data import RECORDS_FILE, HeadDataConfig, build_head_records, read_records
 from training.head_features import DEFAULT_LAYERS, ExtractionConfig, extract_records
 
 log = logging.getLogger(__name__)
@@ -38,29 +39,21 @@ class HeadConfig:
     candidates: tuple[str, ...] = ()
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
-
-
 def _write_json(path: Path, value: dict) -> None:
-    staging = path.with_suffix(".tmp")
-    staging.write_text(json.dumps(value, indent=2, default=str) + "\n", encoding="utf-8")
-    staging.replace(path)
+    atomic_write(path, json.dumps(value, indent=2, default=str) + "\n")
 
 
 def records_step(config: HeadConfig, out: Path) -> tuple[list[dict], dict]:
     """The rendered records (built once; a rerun reads them back) and their report."""
-    path, report_path = out / "records.jsonl", out / "records.json"
+    path, report_path = out / RECORDS_FILE, out / "records.json"
     if path.is_file() and report_path.is_file():
-        return _read_jsonl(path), json.loads(report_path.read_text())
+        return read_records(out), json.loads(report_path.read_text())
     from transformers import AutoTokenizer
 
     started = time.monotonic()
     records, report = build_head_records(config.data, AutoTokenizer.from_pretrained(config.model_dir))
     report["wall_s"] = round(time.monotonic() - started, 1)
-    staging = path.with_suffix(".tmp")
-    staging.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    staging.replace(path)
+    atomic_write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     _write_json(report_path, report)
     return records, report
 

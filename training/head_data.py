@@ -16,16 +16,17 @@ from __future__ import annotations
 import collections
 import dataclasses
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from policies import DEFAULT_POLICY_ID, load_policies
-from training.dataset import clean_items, conversation_tokens, render_under, split_of, summarize
-from training.overlap import evaluation_texts
+from training.dataset import read_jsonl, render_under, split_of, summarize, usable_items
 from training.paths import DEFAULT_BENCHMARKS_DIR, DEFAULT_TRAIN_DIR
 from training.policy_variants import PolicyChoice, PolicyPool, choose_policy, codes_for, policy_pool
-from training.sources import LabelledText, read_sources
+from training.sources import LabelledText
+
+RECORDS_FILE = "records.jsonl"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,11 +77,9 @@ def build_head_records(config: HeadDataConfig, tokenizer: Any) -> tuple[list[dic
     """(records, report): every usable row under a drawn policy, plus the contrast rows; deterministic per seed."""
     rng = random.Random(config.seed)
     count_tokens = lambda text: len(tokenizer.encode(text, add_special_tokens=False))  # noqa: E731
-    eval_texts = evaluation_texts(Path(config.benchmarks_dir))
-    raw = list(read_sources(Path(config.train_dir)))
-    items, stats = clean_items(raw, eval_texts)
-    short = [i for i in items if conversation_tokens(i, count_tokens) <= config.max_conversation_tokens]
-    stats["too_long"] = len(items) - len(short)
+    short, provenance = usable_items(
+        config.train_dir, config.benchmarks_dir, count_tokens, config.max_conversation_tokens
+    )
     policies = load_policies()
     pool = policy_pool(rng, policies[DEFAULT_POLICY_ID], config.shuffled_policies, config.subset_policies)
     render = lambda item, choice, template: render_under(  # noqa: E731
@@ -101,15 +100,13 @@ def build_head_records(config: HeadDataConfig, tokenizer: Any) -> tuple[list[dic
     records.sort(key=lambda r: (r["split"], r["policy_id"], r["level"]))  # one policy prefix after another
     report = {
         "config": dataclasses.asdict(config),
-        "rows_read": len(raw),
-        "dropped": stats,
-        "eval_texts_checked": len(eval_texts),
+        **provenance,
         "policies": {"pooled_shuffled": len(pool.shuffled), "pooled_subsets": len(pool.subsets)},
         "splits": {s: summarize([r for r in records if r["split"] == s]) for s in ("train", "validation")},
     }
     return records, report
 
 
-def split_records(records: Sequence[dict], split: str) -> list[dict]:
-    """The records of one split, in extraction order."""
-    return [r for r in records if r["split"] == split]
+def read_records(run_dir: Path) -> list[dict]:
+    """The records of a head run (`RUN/records.jsonl`), in extraction order."""
+    return read_jsonl(Path(run_dir) / RECORDS_FILE)

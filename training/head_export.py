@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.decision_head import HEAD_CONFIG, HEAD_WEIGHTS, build_folded_model, head_version
+from pipelines.decision_head import HEAD_CONFIG, HEAD_WEIGHTS, build_folded_model, head_version, read_head
 from pipelines.embedded_model import GUARD_HEAD_DIR, resolve_model
 from training.export import _git_commit
+from training.head_data import read_records
 from training.head_fit import scores_report, sigmoid
 from transforms.chat_format import score_position_ids
 
@@ -49,15 +50,13 @@ def fold_check(run_dir: Path, base_dir: str, rows: int, seed: int = 0) -> dict:
 
     from training.head_fit import candidate_features, model_norm_weight
 
-    records = [json.loads(line) for line in (run_dir / "records.jsonl").read_text(encoding="utf-8").split("\n") if line]
+    records = read_records(run_dir)
     features = np.load(run_dir / "features" / "features.npy")
     fit = json.loads((run_dir / "fit.json").read_text())
     layers = json.loads((run_dir / "features" / "extraction.json").read_text())["layers"]
     chosen = fit["decision"]["candidate"]
     X = candidate_features(features, layers, model_norm_weight(base_dir))[chosen]
-    from safetensors.numpy import load_file
-
-    w = load_file(str(run_dir / "head" / HEAD_WEIGHTS))["decision"]
+    w = read_head(run_dir / "head")[1]["decision"].numpy()
     validation = [i for i, r in enumerate(records) if r["split"] == "validation"]
     picked = sorted(random.Random(seed).sample(validation, min(rows, len(validation))))
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
