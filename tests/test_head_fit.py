@@ -72,3 +72,11 @@ def test_fit_refuses_features_that_do_not_match_the_records(tmp_path):
     config = types.SimpleNamespace(model_dir=_model_dir(tmp_path), layers=LAYERS, base="embedded:lora")
     with pytest.raises(RuntimeError, match="50 feature rows for 100 records"):
         fit_step(records, out, config)
+
+
+def test_an_unknown_candidate_is_a_usage_error_before_any_work():
+    from training.head import HeadConfig
+
+    with pytest.raises(ValueError, match=r"unknown --candidates \['99'\]"):
+        HeadConfig("out", "model", "embedded:lora", candidates=("final", "99"))
+    assert HeadConfig("out", "model", "embedded:lora", candidates=("final", "22")).candidates == ("final", "22")

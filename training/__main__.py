@@ -173,7 +173,10 @@ def cmd_head(args: argparse.Namespace) -> None:
     )
     layers = tuple(int(x) for x in args.layers.split(",")) if args.layers else HeadConfig.layers
     candidates = tuple(c for c in args.candidates.split(",") if c)
-    config = HeadConfig(args.out, resolve_model(args.model), args.model, data, layers, args.stop_after, candidates)
+    try:
+        config = HeadConfig(args.out, resolve_model(args.model), args.model, data, layers, args.stop_after, candidates)
+    except ValueError as exc:
+        raise SystemExit(f"python -m training head: {exc}") from None
     summary = run_head(config)
     print(json.dumps({k: summary[k] for k in ("features", "fit") if k in summary}, indent=2, default=str))
 
@@ -181,7 +184,10 @@ def cmd_head(args: argparse.Namespace) -> None:
 def cmd_export_head(args: argparse.Namespace) -> None:
     from training.head_export import export_head
 
-    provenance = export_head(Path(args.run), check_rows=args.check_rows)
+    try:
+        provenance = export_head(Path(args.run), check_rows=args.check_rows)
+    except FileNotFoundError as exc:
+        raise SystemExit(f"python -m training export-head: {exc}") from None
     print(json.dumps({k: provenance[k] for k in ("head_version", "fold_check")}, indent=2, default=float))
 
 

@@ -38,6 +38,12 @@ class HeadConfig:
     # projection of later layers when folded, so the served model generates exactly as before (see EVALUATION.md)
     candidates: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        known = {"final", *(str(k) for k in self.layers)}
+        unknown = [c for c in self.candidates if c not in known]
+        if unknown:
+            raise ValueError(f"unknown --candidates {unknown}: choose from final or the extracted layers {self.layers}")
+
 
 def _write_json(path: Path, value: dict) -> None:
     atomic_write(path, json.dumps(value, indent=2, default=str) + "\n")
