@@ -10,10 +10,12 @@ One record per verdict row (JSONL, or Parquet when `--to` ends in `.parquet`):
      verdict, outcome, policy_id, policy_version, run_id, processed_at}
 
 `flagged` is the verdict `unsafe` (a `review` verdict is not flagged unless `--include-review`). `categories`
-has every Moderation API category name; one is true only when the verdict is unsafe and a policy code the guard
-named (the `rsafe-categories` template) maps onto it through the policy's `moderation_api_categories`.
-`category_scores` holds what the guard measures — P(unsafe) overall, under the key `unsafe` — and no
-per-category score, since none is measured (absent rather than invented).
+has every Moderation API category name; one is true only when the row is flagged and a policy code maps onto it
+through the policy's `moderation_api_categories` that the guard named (the `rsafe-categories` template) or that
+a category head scored at or above 0.5. `category_scores` holds what the guard measures: P(unsafe) overall under
+the key `unsafe`, and per API category the highest category-head score among the policy codes mapped onto it
+(the embedded guard's heads, `category_scores` in the verdicts); a category no scored code maps onto is null,
+absent rather than invented (codes the tenant redefined have no mapping, so their default heads are not used).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pipelines.report_queries import scan_output
+from pipelines.report_queries import CATEGORY_SCORE_CUT, scan_output
 from policies import DEFAULT_POLICY_DIR, load_policies
 from policies.model import MODERATION_API_CATEGORIES
 
@@ -34,6 +36,7 @@ AUDIT_COLUMNS = (
     "conversation_id", "tenant_id", "unit", "turn_index", "verdict", "outcome", "policy_id", "policy_version",
     "run_id", "processed_at",
 )  # fmt: skip
+SCORE_ENTRY = pl.Struct({"code": pl.String, "score": pl.Float64})  # one `category_scores` entry of a verdict row
 
 
 def code_mappings(policy_paths: Sequence[str] = (str(DEFAULT_POLICY_DIR),)) -> dict[str, dict[str, list[str]]]:
@@ -53,28 +56,47 @@ def to_openai_moderation(
     flagged = pl.col("verdict") == "unsafe"
     if include_review:
         flagged = flagged | (pl.col("verdict") == "review")
+    if "category_scores" not in verdicts.collect_schema().names():  # verdicts of a guard without category heads
+        verdicts = verdicts.with_columns(category_scores=pl.lit(None, pl.List(SCORE_ENTRY)))
     base = verdicts.with_row_index("_row").with_columns(flagged=flagged)
+    scored = (
+        base.select("_row", "policy_id", entry=pl.col("category_scores"))
+        .explode("entry")
+        .drop_nulls("entry")
+        .unnest("entry")
+        .join(mapping, on=["policy_id", "code"], how="inner")
+    )
+    per_name = scored.group_by("_row").agg(
+        pl.col("score").filter(pl.col("name") == n).max().alias(_score_column(n)) for n in MODERATION_API_CATEGORIES
+    )
     named = (
-        base.filter(pl.col("flagged"))
-        .select("_row", "policy_id", code=pl.col("categories"))
+        base.select("_row", "policy_id", code=pl.col("categories").cast(pl.List(pl.String)))
         .explode("code")
         .join(mapping, on=["policy_id", "code"], how="inner")
-        .group_by("_row")
-        .agg(pl.col("name").unique())
+        .select("_row", "name")
     )
-    with_names = base.join(named, on="_row", how="left").with_columns(pl.col("name").fill_null([]))
+    over_cut = scored.filter(pl.col("score") >= CATEGORY_SCORE_CUT).select("_row", "name")
+    names = pl.concat([named, over_cut]).group_by("_row").agg(pl.col("name").unique())
+    with_names = (
+        base.join(names, on="_row", how="left")
+        .join(per_name, on="_row", how="left")
+        .with_columns(pl.when(pl.col("flagged")).then(pl.col("name").fill_null([])).otherwise(pl.lit([], pl.List(str))))
+    )
     categories = pl.struct(*[pl.col("name").list.contains(n).alias(n) for n in MODERATION_API_CATEGORIES])
-    result = pl.struct(
-        pl.col("flagged"),
-        categories.alias("categories"),
-        pl.struct(pl.col("p_unsafe").alias("unsafe")).alias("category_scores"),
+    scores = pl.struct(
+        pl.col("p_unsafe").alias("unsafe"), *[pl.col(_score_column(n)).alias(n) for n in MODERATION_API_CATEGORIES]
     )
+    result = pl.struct(pl.col("flagged"), categories.alias("categories"), scores.alias("category_scores"))
     return with_names.sort("_row").select(
         pl.col("resume_key").alias("id"),
         "model",
         pl.concat_list(result).alias("results"),
         *AUDIT_COLUMNS,
     )
+
+
+def _score_column(name: str) -> str:
+    return f"_score:{name}"
 
 
 def write_records(records: pl.DataFrame, to: str) -> None:

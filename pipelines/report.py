@@ -30,7 +30,7 @@ SECTIONS = (
     ("mix", "Verdict mix per tenant and day"),
     ("trend", "Trend over nights and drift"),
     ("p-unsafe", "P(unsafe) per tenant"),
-    ("categories", "Categories named"),
+    ("categories", "Categories of unsafe units: named by the guard, scored by its category heads"),
     ("review", "Review queue (newest first)"),
     ("dead-letters", "Dead letters by kind"),
     ("cost", "Tokens per tenant (cost attribution)"),

@@ -20,10 +20,20 @@ class Output:
     errors: pl.LazyFrame | None
 
 
+def verdict_schema() -> pl.Schema:
+    """The verdict files' columns as Polars types (the partition columns `tenant` and `date` come from paths)."""
+    from transforms.write_partitions import VERDICT_SCHEMA
+
+    return pl.Schema(pl.from_arrow(VERDICT_SCHEMA.empty_table()).schema)
+
+
 def scan_output(output: str, since: str | None = None, until: str | None = None) -> Output:
     """Lazy scans of `OUT/verdicts` and `OUT/errors` (partition columns `tenant`, `date`), filtered by day."""
     root = output.rstrip("/")
-    verdicts = pl.scan_parquet(f"{root}/verdicts/**/*.parquet", hive_partitioning=True)
+    # read with today's schema: nights written before a column existed (e.g. `category_scores`) get it as nulls
+    verdicts = pl.scan_parquet(
+        f"{root}/verdicts/**/*.parquet", hive_partitioning=True, schema=verdict_schema(), missing_columns="insert"
+    )
     verdicts = verdicts.with_columns(pl.col("date").cast(pl.Date))
     try:
         errors = pl.scan_parquet(f"{root}/errors/**/*.parquet", hive_partitioning=True)
@@ -99,17 +109,35 @@ def p_unsafe_histogram(verdicts: pl.LazyFrame, bins: int = 10) -> pl.DataFrame:
     )
 
 
+CATEGORY_SCORE_CUT = 0.5  # a category head's P at or above this counts the unit under that code
+
+
 def category_counts(verdicts: pl.LazyFrame) -> pl.DataFrame:
-    """Per tenant and policy code: how many unsafe units the guard named it for (the `rsafe-categories`
-    template names codes; with `rsafe` this is empty)."""
-    return (
-        verdicts.filter(pl.col("verdict") == "unsafe")
-        .select("tenant", code=pl.col("categories"))
+    """Per tenant and policy code, over unsafe units: `named`, how many the guard named it for (the
+    `rsafe-categories` template names codes), and `scored`, how many a category head scored at or above
+    `CATEGORY_SCORE_CUT` (the embedded guard's heads; none for codes without a head), with their mean score."""
+    unsafe = verdicts.filter(pl.col("verdict") == "unsafe")
+    named = (
+        unsafe.select("tenant", code=pl.col("categories"))
         .explode("code")
         .drop_nulls("code")
         .group_by("tenant", "code")
-        .agg(units=pl.len())
-        .sort("units", "tenant", "code", descending=[True, False, False])
+        .agg(named=pl.len())
+    )
+    scored = (
+        unsafe.select("tenant", entry=pl.col("category_scores"))
+        .explode("entry")
+        .drop_nulls("entry")
+        .unnest("entry")
+        .group_by("tenant", "code")
+        .agg(scored=(pl.col("score") >= CATEGORY_SCORE_CUT).sum().cast(pl.UInt32), mean_score=pl.col("score").mean())
+    )
+    counts = named.join(scored, on=["tenant", "code"], how="full", coalesce=True)
+    return (
+        counts.with_columns(pl.col("named").fill_null(0).cast(pl.UInt32), pl.col("scored").fill_null(0))
+        .filter((pl.col("named") > 0) | (pl.col("scored") > 0))
+        .sort(["scored", "named", "tenant", "code"], descending=[True, True, False, False])
+        .select("tenant", "code", "named", "scored", "mean_score")
         .collect()
     )
 

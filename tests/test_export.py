@@ -39,13 +39,44 @@ def test_flagged_rows_name_the_mapped_categories_and_only_those():
     first = out[0]["results"][0]
     assert first["flagged"] is True and set(first["categories"]) == set(MODERATION_API_CATEGORIES)
     assert {n for n, on in first["categories"].items() if on} == {"sexual/minors", "sexual"}  # U10: no equivalent
-    assert first["category_scores"] == {"unsafe": 0.9}  # P(unsafe) only: no invented per-category score
+    # P(unsafe), and no per-category score where no category head measured one (null, not invented)
+    assert first["category_scores"]["unsafe"] == 0.9
+    assert set(first["category_scores"]) == {"unsafe", *MODERATION_API_CATEGORIES}
+    assert not any(v is not None for k, v in first["category_scores"].items() if k != "unsafe")
     assert out[1]["results"][0]["flagged"] is False and not any(out[1]["results"][0]["categories"].values())
     assert out[2]["results"][0]["flagged"] is False  # review is not flagged by default
     assert out[3]["results"][0]["flagged"] is True and not any(out[3]["results"][0]["categories"].values())
     with_review = to_openai_moderation(frame, code_mappings(), include_review=True).collect().to_dicts()
     assert with_review[2]["results"][0]["categories"]["violence"] is True
     assert {k for k in out[0] if k != "results"} >= {"conversation_id", "tenant_id", "policy_version", "run_id"}
+
+
+def test_category_head_scores_become_the_api_categories_scores_and_flags():
+    scores = [{"code": "U2", "score": 0.7}, {"code": "U3", "score": 0.2}, {"code": "U4", "score": 0.1},
+              {"code": "U13", "score": 0.9}]  # fmt: skip
+    frame = pl.DataFrame(
+        [
+            _rows(categories=[], category_scores=scores),
+            _rows(resume_key="k2", verdict="safe", outcome="safe", p_unsafe=0.2, categories=[], category_scores=scores),
+            _rows(
+                resume_key="k3",
+                policy_id="medical-advice",
+                categories=[],
+                category_scores=[{"code": "U13", "score": 0.9}],
+            ),
+        ]
+    ).lazy()
+    flagged, safe, medical = (
+        r["results"][0] for r in to_openai_moderation(frame, code_mappings()).collect().to_dicts()
+    )
+    # U3 and U4 both map onto `illicit`: the higher score; U13 maps onto no API category
+    assert {k: v for k, v in flagged["category_scores"].items() if v is not None} == {
+        "unsafe": 0.9, "illicit/violent": 0.7, "illicit": 0.2,
+    }  # fmt: skip
+    assert {n for n, on in flagged["categories"].items() if on} == {"illicit/violent"}  # scored >= 0.5
+    assert safe["category_scores"]["illicit/violent"] == 0.7 and not any(safe["categories"].values())
+    # medical-advice replaces U13: its default head's score is not mapped anywhere
+    assert not any(medical["categories"].values())
 
 
 def test_a_tenant_policy_that_replaces_a_code_loses_its_inherited_mapping():

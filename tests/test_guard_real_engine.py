@@ -93,15 +93,30 @@ def test_real_engine_serves_exactly_the_folded_head(real_engine):
 
     engine = real_engine.engine
     prompts = _prompts()[:2]
-    served = [p for _, p in score_without_reasoning(engine, [JudgeRequest(p) for p in prompts])]
+    codes = tuple(engine.decision_head.category_codes)
+    scored = score_without_reasoning(engine, [JudgeRequest(p, allowed_codes=codes) for p in prompts])
     model = AutoModelForCausalLM.from_pretrained(resolve_model(None), dtype=torch.float32).eval()
     head = engine.decision_head
     tokenizer = engine._tokenizer
-    for prompt, p_served in zip(prompts, served, strict=True):
+    assert codes and all(len(box.category_scores) == len(codes) for box in scored)
+    for prompt, box in zip(prompts, scored, strict=True):
         with torch.no_grad():
             logits = model(torch.tensor([score_position_ids(tokenizer, prompt)])).logits[0, -1]
         score = float(logits[head.decision_token] - logits[head.safe_token])
-        assert p_served == pytest.approx(1 / (1 + math.exp(-score)), abs=1e-3)
+        assert box.p_unsafe == pytest.approx(1 / (1 + math.exp(-score)), abs=1e-3)
+        for code, p_code in box.category_scores:  # each category head is its slot's logit minus safe's
+            slot = float(logits[head.slots[code]] - logits[head.safe_token])
+            assert p_code == pytest.approx(1 / (1 + math.exp(-slot)), abs=1e-3), code
+
+
+def test_real_engine_category_heads_score_the_category_a_harmful_request_belongs_to(real_engine):
+    policy = load_policy_registry().for_tenant("globex")
+    codes = tuple(c.code for c in policy.categories)
+    requests = [JudgeRequest(p, allowed_codes=codes) for p in _prompts()]
+    judged = judge_batch(real_engine.engine, requests, JudgeSettings(verdict_mode="score"))
+    bread, _, bomb, threat = (dict(j.category_scores) for j in judged)
+    assert set(bomb) == set(codes) & set(real_engine.engine.decision_head.category_codes)
+    assert bomb["U2"] > bread["U2"] and threat["U1"] > bread["U1"], (bread, bomb, threat)  # weapons, violence
 
 
 def test_real_engine_cascade_with_the_head_traces_the_flagged_and_the_uncertain(real_engine):
@@ -111,10 +126,10 @@ def test_real_engine_cascade_with_the_head_traces_the_flagged_and_the_uncertain(
 
     engine = real_engine.engine
     requests = [JudgeRequest(p) for p in _prompts()]
-    scored = score_without_reasoning(engine, requests)
-    assert all(0.0 < p < 1.0 for _, p in scored)
-    alone = score_without_reasoning(engine, requests[:1])[0][1]
-    assert alone == pytest.approx(scored[0][1], abs=1e-4)
+    scored = [box.p_unsafe for box in score_without_reasoning(engine, requests)]
+    assert all(0.0 < p < 1.0 for p in scored)
+    alone = score_without_reasoning(engine, requests[:1])[0].p_unsafe
+    assert alone == pytest.approx(scored[0], abs=1e-4)
     sampling = SamplingSettings(max_tokens=128)
     everything = JudgeSettings(verdict_mode="cascade", sampling=sampling, cascade_band=(0.0, 1.0))
     auto = judge_batch(engine, requests, JudgeSettings(verdict_mode="auto", sampling=sampling))
@@ -122,7 +137,7 @@ def test_real_engine_cascade_with_the_head_traces_the_flagged_and_the_uncertain(
     assert [j.raw_output for j in traced] == [j.raw_output for j in auto]
     assert [j.trace_p_unsafe for j in traced] == pytest.approx([j.p_unsafe for j in auto], abs=1e-4)
     assert {j.verdict_source for j in traced} == {"head"}
-    assert [j.p_unsafe for j in traced] == pytest.approx([p for _, p in scored], abs=1e-4)
+    assert [j.p_unsafe for j in traced] == pytest.approx(scored, abs=1e-4)
     nothing = JudgeSettings(verdict_mode="cascade", sampling=sampling, cascade_band=(2e-9, 2e-9), threshold=1.0)
     decided = judge_batch(engine, requests, nothing)
     assert [j.verdict_source for j in decided] == ["head"] * len(requests)

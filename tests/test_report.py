@@ -53,6 +53,9 @@ def nights(tmp_path_factory) -> Path:
             version = "v2" if tenant == "jumpy" and index >= 4 else "v1"
             rows = [_row(tenant, night, n, "unsafe" if n < unsafe else "review" if n == 19 else "safe", "m", version)
                     for n in range(20)]  # fmt: skip
+            if tenant == "jumpy" and index >= 8:  # later nights carry category-head scores (older files lack them)
+                for row in rows[:unsafe]:
+                    row["category_scores"] = [{"code": "U7", "score": 0.9}, {"code": "U1", "score": 0.3}]
             folder = out / "verdicts" / f"tenant={tenant}" / f"date={night}"
             folder.mkdir(parents=True)
             keep = [f for f in VERDICT_SCHEMA.names if f in rows[0]]
@@ -84,7 +87,12 @@ def test_mix_queue_categories_cost_and_day_filter(nights):
     queue = q.review_queue(scanned.verdicts, limit=3)
     assert queue.height == 3 and queue["date"].to_list()[0] == NIGHTS[9]  # newest first
     categories = q.category_counts(scanned.verdicts)
-    assert dict(categories.select("tenant", "units").rows()) == {"jumpy": 24, "steady": 4}
+    assert categories.select("tenant", "code", "named", "scored").rows() == [
+        ("jumpy", "U7", 0, 24), ("jumpy", "U1", 24, 0), ("steady", "U1", 4, 0),
+    ]  # fmt: skip
+    assert categories["mean_score"].to_list()[:2] == pytest.approx([0.9, 0.3])
+    every_night = q.category_counts(q.scan_output(str(nights)).verdicts)  # files with and without the column
+    assert every_night.filter(pl.col("code") == "U7")["scored"].to_list() == [24]
     cost = q.cost_by_tenant(scanned.verdicts)
     assert cost["prompt_tokens"].to_list() == [4000, 4000] and cost["share_of_tokens"].sum() == pytest.approx(1)
     histogram = q.p_unsafe_histogram(scanned.verdicts)

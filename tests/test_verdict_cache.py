@@ -13,6 +13,7 @@ import pytest
 from pipelines.moderate import run
 from scripts.generate_sample_logs import generate_conversations, write_canonical
 from transforms.engine import SamplingSettings
+from transforms.fake_engine import FakeEngineSpec
 from transforms.judging import Judgement, JudgeSettings
 from transforms.records import ModerationUnit
 from transforms.run_context import RunContext
@@ -102,13 +103,48 @@ def test_other_judging_settings_do_not_hit_the_cache(two_runs):
     assert {e["run_id"] for e in load_cache(str(cache))} == {"night-1", "night-forced"}
 
 
-def test_decision_settings_still_apply_to_cached_judgements(two_runs):
-    root, log, cache, _, _ = two_runs
-    strict = moderate(root / "out-strict", log, cache, "night-strict", "--threshold", "0.05")
+def test_decision_settings_still_apply_to_cached_judgements(tmp_path):
+    log, cache = tmp_path / "night.parquet", tmp_path / "cache"
+    write_canonical(generate_conversations(40, seed=3), log)
+    moderate(tmp_path / "out-1", log, cache, "night-1", "--verdict-mode", "auto")
+    strict = moderate(
+        tmp_path / "out-strict", log, cache, "night-strict", "--verdict-mode", "auto", "--threshold", "0.05"
+    )
     assert strict.totals["units_from_cache"] == strict.totals["units_made"]
-    rows = verdict_rows(root / "out-strict").values()
+    rows = verdict_rows(tmp_path / "out-strict").values()
     # the fake engine's P(unsafe) is 0.1 or 0.9: with a 0.05 threshold every boxed verdict is unsafe
     assert all(r["verdict"] == "unsafe" for r in rows if r["p_unsafe"] is not None)
+
+
+@pytest.mark.parametrize(
+    ("spec", "first", "second"),
+    [
+        # the band decides which units are reasoned: a wider band must not be served the first night's scores
+        (FakeEngineSpec(), (), ("--cascade-band", "0.0,1.0")),
+        # with a decision head the threshold decides which units get a trace
+        (FakeEngineSpec(head_version="h1"), ("--threshold", "0.95"), ()),
+        # with the categories template it decides which units are asked for categories
+        (
+            FakeEngineSpec(),
+            ("--template", "rsafe-categories", "--threshold", "0.95"),
+            ("--template", "rsafe-categories"),
+        ),
+    ],
+)
+def test_cascade_settings_that_change_the_judgement_miss_the_cache(tmp_path, spec, first, second):
+    log, cache = tmp_path / "night.parquet", tmp_path / "cache"
+    write_canonical(generate_conversations(40, seed=3), log)
+    common = ["--engine", "fake", "--input", str(log), "--verdict-cache", str(cache), "--verdict-mode", "cascade"]
+    run([*common, "--output", str(tmp_path / "out-1"), "--run-id", "n1", *first], engine_spec=spec)
+    again = run([*common, "--output", str(tmp_path / "out-2"), "--run-id", "n2", *second], engine_spec=spec)
+    run([*common[:4], "--output", str(tmp_path / "out-3"), "--run-id", "n3", "--verdict-mode", "cascade",
+                 *second], engine_spec=spec)  # fmt: skip
+    assert again.totals.get("units_from_cache", 0) == 0
+    night2, uncached = verdict_rows(tmp_path / "out-2"), verdict_rows(tmp_path / "out-3")
+    judged = ("verdict_source", "reasoning", "categories", "completion_tokens")
+    assert {k: [r[c] for c in judged] for k, r in night2.items()} == {
+        k: [r[c] for c in judged] for k, r in uncached.items()
+    }
 
 
 def test_new_content_is_judged_and_appended(two_runs, tmp_path):
@@ -127,6 +163,7 @@ def test_settings_key_covers_judging_not_deciding():
     same = [
         dataclasses.replace(context, run_id="other"),
         dataclasses.replace(context, settings=JudgeSettings(threshold=0.3, review_band=(0.4, 0.6))),
+        dataclasses.replace(context, settings=JudgeSettings(cascade_band=(0.1, 0.9))),  # no cascade: no band
     ]
     different = [
         dataclasses.replace(context, model="m2"),
@@ -135,6 +172,13 @@ def test_settings_key_covers_judging_not_deciding():
         dataclasses.replace(context, settings=JudgeSettings(reasoning_budget=64)),
         dataclasses.replace(context, settings=JudgeSettings(extract_categories=True)),
     ]
+    cascade = dataclasses.replace(context, settings=JudgeSettings(verdict_mode="cascade"))
+    for changed in (JudgeSettings(verdict_mode="cascade", threshold=0.9),
+                    JudgeSettings(verdict_mode="cascade", cascade_band=(0.1, 0.9))):  # fmt: skip
+        assert settings_key(dataclasses.replace(cascade, settings=changed)) != settings_key(cascade)
+    categories = dataclasses.replace(context, settings=JudgeSettings(extract_categories=True))
+    stricter = dataclasses.replace(categories, settings=JudgeSettings(extract_categories=True, threshold=0.9))
+    assert settings_key(stricter) != settings_key(categories)
     key = settings_key(context)
     assert all(settings_key(c) == key for c in same)
     assert all(settings_key(c) != key for c in different)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from transforms.engine import Completion, Continuation, SamplingSettings
-from transforms.served_head import ServedHead
+from transforms.served_head import ServedHead, category_readout
 
 _BLOCK = re.compile(r"<BEGIN CONVERSATION>(.*)<END CONVERSATION>", re.DOTALL)
 
@@ -40,6 +40,7 @@ class FakeEngineSpec:
     model_name: str = "fake-engine"
     seconds_per_call: float = 0.0
     head_version: str | None = None  # set: the fake serves a decision head (the cascade lets it decide)
+    head_categories: tuple[str, ...] = ()  # the head's category codes: the first scores 0.8 on unsafe content
 
     @property
     def cache_key(self) -> str:
@@ -64,7 +65,11 @@ class FakeEngine:
         self.max_context_tokens = spec.max_context_tokens
         self.complete_calls: list[int] = []  # batch size of every `complete` call
         self.score_calls: list[int] = []
-        self.decision_head = ServedHead(spec.head_version, 0, 1) if spec.head_version else None
+        self.decision_head = None
+        if spec.head_version:
+            codes = spec.head_categories
+            slots = tuple(range(2, 2 + len(codes)))
+            self.decision_head = ServedHead(spec.head_version, 0, 1, codes, slots)
 
     def _conversation(self, prompt: str) -> str:
         match = _BLOCK.search(prompt)
@@ -117,6 +122,9 @@ class FakeEngine:
             if continuation.keep_chars == 0 and self._has(continuation.completion.handle, self.spec.uncertain_words):
                 p_unsafe = 0.5
             probabilities = {"unsafe": p_unsafe, "safe": 1 - p_unsafe}
+            for rank, code in enumerate(self.spec.head_categories):  # read-out = log P(safe) + the head's logit
+                p_code = 0.8 if unsafe and rank == 0 else 0.05
+                probabilities[category_readout(code)] = (1 - p_unsafe) * p_code / (1 - p_code)
             results.append({c: math.log(probabilities.get(c, 1e-9)) for c in choices})
         return results
 

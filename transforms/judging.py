@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from transforms.chat_format import BOX_OPEN, THINK_CLOSE, THINK_OPEN
 from transforms.engine import Completion, Continuation, SamplingSettings, VerdictEngine
+from transforms.phase_tokens import CATEGORIES_CUE, CATEGORY_TOKENS, verdict_opening
 from transforms.verdict_parsing import VERDICTS, extract_reasoning, parse_categories, parse_output
 
 VERDICT_MODES = ("free", "forced", "auto", "cascade", "score")
@@ -77,6 +78,7 @@ class Judgement:
     unknown_categories: tuple[str, ...] = ()
     score_p_unsafe: float | None = None  # cascade: pass 1's reasoning-free P(unsafe) of a reasoned unit
     trace_p_unsafe: float | None = None  # head cascade: P(unsafe) at the box after the trace's own reasoning
+    category_scores: tuple[tuple[str, float], ...] = ()  # (code, P) per category head the policy has (score pass)
 
 
 CONSISTENCY_GAP = 0.5  # reasoned vs reasoning-free P(unsafe) further apart than this: flagged
@@ -96,19 +98,6 @@ def consistency_flag(judgement: Judgement) -> str | None:
     if p is not None and score is not None and (p >= 0.5) != (score >= 0.5) and abs(p - score) > CONSISTENCY_GAP:
         return "score_disagrees"
     return None
-
-
-def verdict_opening(generated: str) -> tuple[int, str]:
-    """Where phase 2 starts: (characters of the generated text to keep, text to append).
-
-    The thought ends at the model's first `</think>` (text after it, which had no usable box, is dropped);
-    an unclosed thought is closed. Either way the verdict box is opened. Only the model's own text is read
-    here: message content sits in the prompt, neutralised, and cannot close the thought.
-    """
-    end = generated.find(THINK_CLOSE)
-    if end != -1:
-        return end + len(THINK_CLOSE), "\n" + BOX_OPEN
-    return len(generated), "\n" + THINK_CLOSE + "\n" + BOX_OPEN
 
 
 def p_unsafe_from_logprobs(logprobs: dict[str, float]) -> float:
@@ -190,10 +179,6 @@ def judge_reasoned(engine: VerdictEngine, requests: Sequence[JudgeRequest], sett
     return _add_forced_categories(engine, requests, completions, judgements, settings)
 
 
-CATEGORIES_CUE = "\nCategories:"
-_CATEGORY_TOKENS = 24
-
-
 def _add_forced_categories(
     engine: VerdictEngine,
     requests: Sequence[JudgeRequest],
@@ -215,7 +200,7 @@ def _add_forced_categories(
     for i in wanted:
         keep, suffix = verdict_opening(completions[i].text)
         continuations.append(Continuation(completions[i], keep, suffix + "unsafe}" + CATEGORIES_CUE))
-    texts = engine.continue_text(continuations, settings.sampling, _CATEGORY_TOKENS, stop=["\n"])
+    texts = engine.continue_text(continuations, settings.sampling, CATEGORY_TOKENS, stop=["\n"])
     for i, text in zip(wanted, texts, strict=True):
         known, unknown = parse_categories(BOX_OPEN + "unsafe}" + CATEGORIES_CUE + text, requests[i].allowed_codes)
         judgements[i] = dataclasses.replace(judgements[i], categories=tuple(known), unknown_categories=tuple(unknown))

@@ -13,6 +13,12 @@ import json
 import pathlib
 
 SERVED_HEAD_FILE = "rsafe_head.json"
+CATEGORY_READOUT = "category:"  # `category:<code>`: a category head's read-out, asked for beside `safe`/`unsafe`
+
+
+def category_readout(code: str) -> str:
+    """The name under which an engine serving a head answers category `code`'s read-out."""
+    return CATEGORY_READOUT + code
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,3 +61,10 @@ class ServedHead:
     def slots(self) -> dict[str, int]:
         """Category code → its slot token."""
         return dict(zip(self.category_codes, self.slot_tokens, strict=True))
+
+    @property
+    def readout_tokens(self) -> dict[str, int]:
+        """Read-out name → the token whose log-probability at the box answers it: `safe`, `unsafe` (the decision
+        token) and `category:<code>` per category head. A read-out's logit minus `safe`'s is its head's score."""
+        categories = {category_readout(code): token for code, token in self.slots.items()}
+        return {"safe": self.safe_token, "unsafe": self.decision_token, **categories}

@@ -7,9 +7,12 @@ The store is a folder of Parquet files (local or any Beam filesystem), one row p
 (`write_partitions.publish_table`), so a reader never sees half a file and a killed run keeps what it appended.
 
 Entries are keyed by (`content_key`, `settings_key`): `settings_key` hashes what else shapes a judgement (verdict
-mode, sampling, reasoning budget, category extraction, model and dtype). What only shapes the *decision* (the
-threshold, the review band, the tenant's parse-error rule) is not part of it: a cached judgement is decided again
-with tonight's settings. In the pipeline, the judge step's memo (`transforms.judgement_memo`) starts filled with
+mode, sampling, reasoning budget, category extraction, model and dtype; in `cascade` mode the band, which decides
+who is reasoned; in `cascade` mode or with category extraction the threshold, which decides who gets a trace from
+a decision head's cascade and who is asked for categories). What only shapes the *decision* (the threshold in the
+other modes, the review band, the tenant's parse-error rule) is not part of it: a cached judgement is decided
+again with tonight's settings. (A per-policy band is part of the policy's version, so of the content key.)
+In the pipeline, the judge step's memo (`transforms.judgement_memo`) starts filled with
 the cache's entries: a unit whose content key has one becomes a verdict row without the engine (`from_cache`
 true, `verdict_source` as first recorded; counted as `units_from_cache`), the others go on to the engine; every
 new judgement is appended (`AppendToVerdictCache`). Several entries for one key (two runs racing) resolve to the
@@ -34,7 +37,8 @@ from transforms.write_partitions import VERDICT_SCHEMA, publish_table
 
 _TS = pa.timestamp("us", tz="UTC")
 _FROM_VERDICTS = (
-    "content_key", "outcome", "verdict_source", "p_unsafe", "trace_p_unsafe", "categories", "unknown_categories",
+    "content_key", "outcome", "verdict_source", "p_unsafe", "score_p_unsafe", "trace_p_unsafe", "categories",
+    "unknown_categories", "category_scores",
     "reasoning", "raw_output", "finish_reason", "prompt_tokens", "completion_tokens", "token_budget", "model",
     "policy_id", "policy_version", "template_version", "verdict_mode", "run_id",  # run_id: the run that judged it
 )  # fmt: skip
@@ -80,6 +84,10 @@ def settings_key(context: RunContext, engine_spec: object = None) -> str:
         "model": context.model,
         "dtype": getattr(engine_spec, "dtype", None),
     }
+    if settings.verdict_mode == "cascade":
+        judged_by["cascade_band"] = settings.cascade_band
+    if settings.verdict_mode == "cascade" or settings.extract_categories:
+        judged_by["threshold"] = settings.threshold
     return stable_key(sorted((k, repr(v)) for k, v in judged_by.items()))
 
 
@@ -118,7 +126,10 @@ def judgement_from_entry(entry: dict) -> Judgement:
         **{name: entry[name] for name in _JUDGEMENT_FIELDS},
         categories=tuple(entry.get("categories") or ()),
         unknown_categories=tuple(entry.get("unknown_categories") or ()),
-        trace_p_unsafe=entry.get("trace_p_unsafe"),  # absent from entries cached before the decision head
+        # absent from entries cached before these columns existed
+        score_p_unsafe=entry.get("score_p_unsafe"),
+        trace_p_unsafe=entry.get("trace_p_unsafe"),
+        category_scores=tuple((s["code"], s["score"]) for s in entry.get("category_scores") or ()),
     )
 
 

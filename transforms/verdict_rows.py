@@ -40,6 +40,7 @@ def verdict_row(
         "calibration_version": calibration.version if calibration else None,
         "categories": list(judgement.categories),
         "unknown_categories": list(judgement.unknown_categories),
+        "category_scores": [{"code": code, "score": score} for code, score in judgement.category_scores],
         "reasoning": judgement.reasoning,
         "raw_output": judgement.raw_output,
         "finish_reason": judgement.finish_reason,

@@ -204,7 +204,7 @@ class VllmEngine:
         from vllm.inputs import TokensPrompt
 
         head = self.decision_head
-        if head is not None and set(choices) <= {"safe", "unsafe"}:
+        if head is not None and set(choices) <= set(head.readout_tokens):
             return self._head_logprobs(continuations, choices, head)
         choice_ids = {choice: self._encode(choice) for choice in choices}
         requests: list[tuple[int, tuple[int, ...], list[int]]] = []  # (unit, prefix within choice, next ids)
@@ -231,11 +231,12 @@ class VllmEngine:
     def _head_logprobs(
         self, continuations: Sequence[Continuation], choices: Sequence[str], head: ServedHead
     ) -> list[dict[str, float]]:
-        """Log-probabilities at the box of `safe` and the head's decision token: their difference is the head."""
+        """Log-probabilities at the box of the head's read-outs (`ServedHead.readout_tokens`), in one request per
+        unit: `unsafe` minus `safe` is the decision head's score, `category:<code>` minus `safe` a category head's."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        token = {"safe": head.safe_token, "unsafe": head.decision_token}
+        token = head.readout_tokens
         params = SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=[token[c] for c in choices])
         prompts = [TokensPrompt(prompt_token_ids=self._context_ids(c)) for c in continuations]
         results = []

@@ -47,6 +47,8 @@ VERDICT_SCHEMA = pa.schema(
         ("consistency", pa.string()),  # thought_cut | score_disagrees | trace_disagrees | null (judging)
         ("categories", pa.list_(pa.string())),
         ("unknown_categories", pa.list_(pa.string())),
+        # category heads' P per policy code (score pass, a head with category heads); empty otherwise
+        ("category_scores", pa.list_(pa.struct([("code", pa.string()), ("score", pa.float64())]))),
         ("reasoning", pa.string()),
         ("raw_output", pa.string()),
         ("finish_reason", pa.string()),
