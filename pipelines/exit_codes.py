@@ -7,7 +7,7 @@
 | 2 | usage error (unknown option, malformed or invalid option value) | fix the command line |
 | 3 | input not found (a pattern matched no file, or could not be listed) | check the input path / upstream export |
 | 4 | policy or tenants configuration invalid | fix the named policy/tenants file |
-| 5 | another run holds the output's lease (or took it over during this run) | let it finish; `--wait-for-lock` |
+| 5 | another run holds the output's lease (or took it over, or it is unreadable) | let it finish; `--wait-for-lock` |
 | 6 | accounting does not balance (rows or units unaccounted for) | rerun; report if it persists |
 | 7 | engine failure (the model could not be loaded or the engine died for good) | check the model and the worker |
 """

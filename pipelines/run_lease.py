@@ -12,6 +12,9 @@ The lease file names its holder (run id, host, pid, heartbeat, expiry), refreshe
   that misses its heartbeats for a whole TTL may be taken over; it notices at its next heartbeat and the run
   fails (exit code 5) instead of reporting success. Conditional create (GCS `ifGenerationMatch=0`, S3
   `If-None-Match`) would make the claim exact; Beam's filesystem API does not expose it, so it is not used.
+  A read that fails (a transient store error) is not an absent lease: reads are retried with backoff, a lease
+  that could not be read is never taken (`LeaseUnreadableError`), and a heartbeat that could not read the lease
+  skips that beat; only a lease unconfirmed for a whole TTL is lost.
 
 A lease whose holder is gone (a dead local holder, or an expired heartbeat) is taken over, and every manifest
 still `running` in `OUTPUT/_runs/` is then marked `abandoned`: while a run holds the lease, no other can run.
@@ -21,18 +24,15 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime as dt
 import errno
-import json
 import logging
 import os
-import socket
 import threading
 import time
-import uuid
 
 from apache_beam.io.filesystems import FileSystems
 
+from pipelines.lease_holder import LeaseHolder, holder_is_gone, new_holder
 from transforms.ledger import ensure_folder
 
 log = logging.getLogger(__name__)
@@ -43,60 +43,9 @@ class LeaseHeldError(RuntimeError):
     """Another run holds the output's lease (exit code 5)."""
 
 
-@dataclasses.dataclass(frozen=True)
-class LeaseHolder:
-    """Who holds (or last held) an output's lease."""
-
-    run_id: str
-    host: str
-    pid: int
-    token: str
-    acquired_at: float  # epoch seconds
-    heartbeat_at: float
-    ttl_s: float
-
-    @property
-    def expires_at(self) -> float:
-        return self.heartbeat_at + self.ttl_s
-
-    def describe(self) -> str:
-        """The holder in words, for the error a second run gets."""
-        beat = dt.datetime.fromtimestamp(self.heartbeat_at, dt.UTC).isoformat(timespec="seconds")
-        return f"run {self.run_id!r} (host {self.host}, pid {self.pid}, last heartbeat {beat})"
-
-    def to_json(self) -> bytes:
-        return json.dumps({**dataclasses.asdict(self), "expires_at": self.expires_at}, indent=2).encode()
-
-    @classmethod
-    def from_json(cls, data: bytes) -> LeaseHolder | None:
-        """The holder in a lease file; None for an empty or unreadable one (a claim cut short)."""
-        try:
-            raw = json.loads(data)
-            return cls(**{f.name: raw[f.name] for f in dataclasses.fields(cls)})
-        except (ValueError, KeyError, TypeError):
-            return None
-
-    def beat(self) -> LeaseHolder:
-        return dataclasses.replace(self, heartbeat_at=time.time())
-
-
-def new_holder(run_id: str, ttl_s: float) -> LeaseHolder:
-    now = time.time()
-    return LeaseHolder(run_id, socket.gethostname(), os.getpid(), uuid.uuid4().hex, now, now, ttl_s)
-
-
-def holder_is_gone(holder: LeaseHolder, now: float | None = None) -> bool:
-    """True when the lease can be taken over: its heartbeat expired, or its process on this host is dead."""
-    if (now or time.time()) > holder.expires_at:
-        return True
-    if holder.host == socket.gethostname():
-        try:
-            os.kill(holder.pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-    return False
+class LeaseUnreadableError(LeaseHeldError):
+    """The output's lease exists (or may) but could not be read, even after retries: whether another run holds
+    it is unknown, so it is not taken (exit code 5, like a held lease: nothing was written; retry later)."""
 
 
 class _Lease:
@@ -191,13 +140,16 @@ class StoreLease(_Lease):
 
     @classmethod
     def try_take(cls, folder: str, holder: LeaseHolder) -> StoreLease | LeaseHolder:
+        """The lease, or the holder that has it; raises `LeaseUnreadableError` when the lease could not be read
+        (before the claim, or in the read-back after it)."""
         path = FileSystems.join(folder, LEASE_FILE)
-        current = _read(path)
-        if current is not None and not holder_is_gone(current):
+        retry_s = holder.ttl_s / 4
+        current = _read_with_retries(path, retry_s)
+        if current is not None and current.token != holder.token and not holder_is_gone(current):
             return current
         _write(path, holder)
         time.sleep(cls.settle_s)
-        won = _read(path)
+        won = _read_with_retries(path, retry_s)
         if won is None or won.token != holder.token:
             return won or current or holder
         lease = cls(path, holder)
@@ -206,7 +158,16 @@ class StoreLease(_Lease):
         return lease
 
     def _beat(self) -> None:
-        current = _read(self.path)
+        try:
+            current = _read_with_retries(self.path, self.holder.ttl_s / 8)
+        except LeaseUnreadableError as exc:
+            if time.time() <= self.holder.expires_at:  # nobody may take it before it expires: skip this beat
+                log.warning("lease heartbeat skipped: %s", exc)
+                return
+            self.lost = f"the lease could not be read for longer than its TTL ({exc})"
+            log.error("lost the output lease: %s", self.lost)
+            self._stop.set()
+            return
         if current is None or current.token != self.holder.token:
             taker = current.describe() if current else "nobody (the lease file is gone)"
             self.lost = f"the lease was taken over by {taker}"
@@ -225,11 +186,40 @@ class StoreLease(_Lease):
 
 
 def _read(path: str) -> LeaseHolder | None:
+    """The lease's holder; None when there is no lease file (or only an empty or cut-short claim). Raises
+    `LeaseUnreadableError` when the file could not be read: Beam raises its own error types per filesystem for
+    an absent file and for a failed read alike, so a failed open is told apart by asking whether the file
+    exists."""
     try:
         with FileSystems.open(path) as handle:
-            return LeaseHolder.from_json(handle.read())
-    except Exception:  # absent (Beam raises its own error types per filesystem)
-        return None
+            data = handle.read()
+    except Exception as exc:
+        try:
+            present = FileSystems.exists(path)
+        except Exception as exists_exc:
+            raise LeaseUnreadableError(f"could not read the lease {path}: {exc}; nor check it: {exists_exc}") from exc
+        if not present:
+            return None
+        raise LeaseUnreadableError(f"could not read the lease {path}: {type(exc).__name__}: {exc}") from exc
+    return LeaseHolder.from_json(data)
+
+
+READ_BACKOFF_S = (0.1, 2.0)  # first pause between read attempts, and the longest
+
+
+def _read_with_retries(path: str, within_s: float) -> LeaseHolder | None:
+    """`_read`, retried with exponential backoff for up to `within_s` seconds (a fraction of the TTL)."""
+    deadline = time.monotonic() + within_s
+    pause = READ_BACKOFF_S[0]
+    while True:
+        try:
+            return _read(path)
+        except LeaseUnreadableError as exc:
+            if time.monotonic() + pause > deadline:
+                raise
+            log.warning("%s; retrying in %.1f s", exc, pause)
+        time.sleep(pause)
+        pause = min(pause * 2, READ_BACKOFF_S[1])
 
 
 def _write(path: str, holder: LeaseHolder) -> None:
@@ -247,7 +237,13 @@ def take_lease(
     holder = new_holder(run_id, ttl_s)
     deadline = time.monotonic() + wait_s
     while True:
-        taken = (StoreLease if use_store else LocalLease).try_take(output, holder)
+        try:
+            taken = (StoreLease if use_store else LocalLease).try_take(output, holder)
+        except LeaseUnreadableError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(min(5.0, max(0.2, deadline - time.monotonic())))
+            continue
         if isinstance(taken, _Lease):
             if taken.previous and taken.previous.run_id != run_id:
                 log.info("took over the output lease from %s", taken.previous.describe())

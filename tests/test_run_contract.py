@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from apache_beam.io.filesystems import FileSystems
 
 from pipelines import run_lease
 from pipelines.exit_codes import LOCKED, exit_code_for
@@ -137,6 +138,78 @@ def test_store_lease_race_has_one_winner(tmp_path, monkeypatch):
     loser = ({"a", "b"} - set(winners)).pop()
     assert results[loser].run_id == winners[0]  # the loser learns who holds it
     results[winners[0]].release()
+
+
+class FlakyFileSystems:
+    """Beam's `FileSystems` with `open` failing (`OSError`, as a store's transient error) for the next `failures`
+    calls; everything else is the real thing."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+
+    def open(self, path, *args, **kwargs):
+        if self.failures:
+            self.failures -= 1
+            raise OSError(f"transient store error reading {path}")
+        return FileSystems.open(path, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(FileSystems, name)
+
+
+@pytest.fixture
+def flaky_store(monkeypatch, quick_store):
+    monkeypatch.setattr(run_lease, "READ_BACKOFF_S", (0.01, 0.05), raising=False)
+
+    def inject(failures: int) -> FlakyFileSystems:
+        flaky = FlakyFileSystems(failures)
+        monkeypatch.setattr(run_lease, "FileSystems", flaky)
+        return flaky
+
+    return inject
+
+
+def test_store_lease_read_tells_absent_from_unreadable(tmp_path, flaky_store):
+    flaky_store(failures=1)
+    assert run_lease._read(str(tmp_path / "_lease.json")) is None  # absent: no error, no retry needed
+    (tmp_path / "_lease.json").write_bytes(run_lease.new_holder("held", 60).to_json())
+    flaky_store(failures=1)
+    with pytest.raises(run_lease.LeaseUnreadableError, match="transient store error"):
+        run_lease._read(str(tmp_path / "_lease.json"))
+
+
+def test_a_failed_heartbeat_read_does_not_lose_a_healthy_store_lease(tmp_path, flaky_store):
+    with take_lease(str(tmp_path), "healthy", store=True, ttl_s=60) as lease:
+        before = lease.holder.heartbeat_at
+        flaky = flaky_store(failures=1)
+        lease._beat()  # the first read fails, the retry reads the lease: the beat goes through
+        assert lease.lost is None and flaky.failures == 0
+        assert json.loads((tmp_path / "_lease.json").read_text())["heartbeat_at"] > before
+        flaky_store(failures=10**6)
+        lease._beat()  # the store stays down for this beat: skipped, not lost (the lease has not expired)
+        assert lease.lost is None
+
+
+def test_a_store_lease_unreadable_past_its_ttl_is_lost(tmp_path, flaky_store):
+    lease = take_lease(str(tmp_path), "cut-off", store=True, ttl_s=0.2)
+    lease._stop.set()
+    lease._thread.join()
+    time.sleep(0.3)
+    flaky_store(failures=10**6)
+    lease._beat()
+    assert lease.lost is not None and "could not be read" in lease.lost
+
+
+def test_a_live_store_lease_that_could_not_be_read_is_never_taken(tmp_path, flaky_store):
+    with take_lease(str(tmp_path), "live", store=True, ttl_s=60):
+        flaky_store(failures=1)  # one failed read: retried, and the live holder is seen
+        with pytest.raises(LeaseHeldError, match="live"):
+            take_lease(str(tmp_path), "second", store=True, ttl_s=1)
+        flaky_store(failures=10**6)  # the store stays unreadable: the claim is given up, not made
+        with pytest.raises(run_lease.LeaseUnreadableError) as caught:
+            take_lease(str(tmp_path), "third", store=True, ttl_s=1)
+        assert exit_code_for(caught.value) == LOCKED
+        assert json.loads((tmp_path / "_lease.json").read_text())["run_id"] == "live"
 
 
 # --- the job ------------------------------------------------------------------------------------------------
