@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -24,6 +24,7 @@ from transforms.engine import EngineSpec, VerdictEngine
 from transforms.judgement_memo import JudgementMemo, Recalled
 from transforms.judging import Judgement, JudgeRequest
 from transforms.ledger import BundleLedger
+from transforms.phase_tokens import ContextPass, context_passes, tokens_needed
 from transforms.progress import PROGRESS
 from transforms.records import DeadLetter, ModerationUnit
 from transforms.run_context import RunContext
@@ -34,7 +35,6 @@ from transforms.verdict_rows import verdict_row
 log = logging.getLogger(__name__)
 
 UnitGroup = tuple[str, Sequence[ModerationUnit]]  # (content key, the units sharing it)
-_SCORING_TOKENS = 8  # phase 2 appends `</think>\n\boxed{` and scores up to a few choice tokens
 
 
 PROGRESS_EVERY_S = 30.0
@@ -99,6 +99,7 @@ class JudgeUnitsDoFn(beam.DoFn):
         self._memo: JudgementMemo | None = None
         self._generation = 0
         self._holder: EngineHolder | None = None
+        self._count_tokens: Callable[[str], int] | None = None
         self._units_done = 0
         self._tokens_done = 0
         self._engine_seconds = 0.0
@@ -142,10 +143,8 @@ class JudgeUnitsDoFn(beam.DoFn):
             return
         groups.sort(key=lambda g: (g[1][0].policy_version, g[0]))
         groups, too_long = self._split_too_long(groups)
-        for unit in too_long:
-            yield beam.pvalue.TaggedOutput(
-                DEAD_LETTER, unit_dead_letter(unit, "prompt_too_long", self._too_long_message(unit))
-            )
+        for unit, message in too_long:
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, unit_dead_letter(unit, "prompt_too_long", message))
         processed_at = dt.datetime.now(dt.UTC)
         started = time.monotonic()
         with progress_heartbeat(len(groups), self._units_done):
@@ -204,30 +203,38 @@ class JudgeUnitsDoFn(beam.DoFn):
                 unit, recalled.judgement, self._context, processed_at, deduplicated, from_cache=recalled.from_cache
             )
 
-    def _needed_tokens(self, unit: ModerationUnit) -> int:
+    def _passes(self, unit: ModerationUnit) -> tuple[ContextPass, ...]:
+        """The generations `unit` may go through, with the tokens each sends and requests after the prompt."""
+        if self._count_tokens is None:
+            self._count_tokens = self._spec.load_token_counter()
         settings = self._context.settings
-        if settings.verdict_mode == "score":  # the box after an empty thought; nothing generated
-            return _SCORING_TOKENS
+        limit = settings.sampling.max_tokens
         if settings.verdict_mode == "forced":
-            return (unit.reasoning_budget or settings.reasoning_budget) + _SCORING_TOKENS
-        return settings.sampling.max_tokens + _SCORING_TOKENS
+            limit = unit.reasoning_budget or settings.reasoning_budget
+        head = getattr(self._get_engine(), "decision_head", None) is not None
+        return context_passes(settings.verdict_mode, limit, settings.extract_categories, self._count_tokens, head)
 
-    def _too_long_message(self, unit: ModerationUnit) -> str:
-        return (
-            f"{unit.source_file} conversation {unit.conversation_id!r} {unit.unit} turn {unit.turn_index}: "
-            f"prompt plus {self._needed_tokens(unit)} generation tokens exceeds the model context of "
-            f"{self._get_engine().max_context_tokens} tokens even after the policy's context budget"
-        )
-
-    def _split_too_long(self, groups: list[UnitGroup]) -> tuple[list[UnitGroup], list[ModerationUnit]]:
-        lengths = self._get_engine().count_prompt_tokens([units[0].prompt for _, units in groups])
+    def _split_too_long(self, groups: list[UnitGroup]) -> tuple[list[UnitGroup], list[tuple[ModerationUnit, str]]]:
+        """The groups whose every request fits the model's context, and the units of the others with why not."""
+        engine = self._get_engine()
+        passes = [self._passes(units[0]) for _, units in groups]
+        needed = tokens_needed([units[0].prompt for _, units in groups], passes, engine.count_prompt_tokens)
         fitting, too_long = [], []
-        for group, length in zip(groups, lengths, strict=True):
-            if length + self._needed_tokens(group[1][0]) > self._get_engine().max_context_tokens:
-                too_long += list(group[1])
+        for group, tokens in zip(groups, needed, strict=True):
+            if tokens > engine.max_context_tokens:
+                message = self._too_long_message(group[1][0], tokens, engine.max_context_tokens)
+                too_long += [(unit, message) for unit in group[1]]
             else:
                 fitting.append(group)
         return fitting, too_long
+
+    @staticmethod
+    def _too_long_message(unit: ModerationUnit, tokens: int, context: int) -> str:
+        return (
+            f"{unit.source_file} conversation {unit.conversation_id!r} {unit.unit} turn {unit.turn_index}: "
+            f"its prompt, the judging phases' suffixes and generation need {tokens} tokens, more than the model "
+            f"context of {context} tokens, even after the policy's context budget"
+        )
 
     def _judge_with_retries(
         self, groups: list[UnitGroup], after_rebuild: bool = False
