@@ -46,6 +46,7 @@ VERDICT_COLUMNS = (
     "verdict",
     "verdict_source",
     "p_unsafe",
+    "trace_p_unsafe",
     "finish_reason",
     "completion_tokens",
     "truncated_input",
