@@ -10,12 +10,14 @@
 | 5 | another run holds the output's lease (or took it over, or it is unreadable) | let it finish; `--wait-for-lock` |
 | 6 | accounting does not balance (rows or units unaccounted for) | rerun; report if it persists |
 | 7 | engine failure (the model could not be loaded or the engine died for good) | check the model and the worker |
+| 8 | output unreadable (what earlier runs published could not be listed or read) | check the output's storage |
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+from pipelines.published import OutputUnreadableError
 from pipelines.run_lease import LeaseHeldError
 from policies import PolicyError
 from transforms.engine import EngineError
@@ -29,6 +31,7 @@ CONFIG_INVALID = 4
 LOCKED = 5
 ACCOUNTING = 6
 ENGINE = 7
+OUTPUT_UNREADABLE = 8
 
 
 class AccountingError(RuntimeError):
@@ -56,6 +59,8 @@ def exit_code_for(exc: BaseException) -> int:
             return CONFIG_INVALID
         if isinstance(link, LeaseHeldError):
             return LOCKED
+        if isinstance(link, OutputUnreadableError):
+            return OUTPUT_UNREADABLE
         if isinstance(link, AccountingError):
             return ACCOUNTING
         if isinstance(link, EngineError) or "EngineError" in str(link) or "EngineDeadError" in str(link):

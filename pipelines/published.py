@@ -1,4 +1,8 @@
-"""What earlier runs published under an output: verdict resume keys and dead-letter keys (for resuming)."""
+"""What earlier runs published under an output: verdict resume keys and dead-letter keys (for resuming).
+
+A listing or a read that fails is an error, never "nothing published": a run that went on would judge everything
+again and publish duplicates. (An empty or absent prefix lists as no files on every Beam filesystem.)
+"""
 
 from __future__ import annotations
 
@@ -10,20 +14,27 @@ from apache_beam.io.filesystems import FileSystems
 from pipelines.job_plan import JobPlan
 
 
+class OutputUnreadableError(OSError):
+    """What earlier runs published under the output could not be listed or read (exit code 8)."""
+
+
 def _read_published_column(output: str, pattern: str, column: str) -> set[str]:
-    """The values of `column` in every Parquet file matching `pattern` under `output` (files without it: none)."""
+    """The values of `column` in every Parquet file matching `pattern` under `output` (files without it: none).
+    Raises `OutputUnreadableError` naming the pattern or file that could not be listed or read."""
+    where = FileSystems.join(output, pattern)
     try:
-        files = [
-            m.path for result in FileSystems.match([FileSystems.join(output, pattern)]) for m in result.metadata_list
-        ]
-    except Exception:
-        return set()
+        files = [m.path for result in FileSystems.match([where]) for m in result.metadata_list]
+    except Exception as exc:
+        raise OutputUnreadableError(f"could not list what earlier runs published ({where}): {exc}") from exc
     values: set[str] = set()
     for path in files:
-        with FileSystems.open(path) as handle:
-            parquet = pq.ParquetFile(handle)
-            if column in parquet.schema_arrow.names:
-                values.update(parquet.read(columns=[column]).column(column).to_pylist())
+        try:
+            with FileSystems.open(path) as handle:
+                parquet = pq.ParquetFile(handle)
+                if column in parquet.schema_arrow.names:
+                    values.update(parquet.read(columns=[column]).column(column).to_pylist())
+        except Exception as exc:
+            raise OutputUnreadableError(f"could not read the published file {path} ({column}): {exc}") from exc
     values.discard(None)
     return values
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipelines import exit_codes
+from pipelines.published import OutputUnreadableError
 from policies import PolicyError
 from transforms.engine import EngineError
 from transforms.read_logs import InputError
@@ -28,6 +29,7 @@ def run_batch(*args: str) -> subprocess.CompletedProcess:
         (EngineError("could not start"), exit_codes.ENGINE),
         (RuntimeError("... EngineDeadError: core died [while running 'Judge']"), exit_codes.ENGINE),
         (ValueError("--batch-size and --flush-rows must be >= 1"), exit_codes.USAGE),
+        (OutputUnreadableError("could not list out/verdicts/*"), exit_codes.OUTPUT_UNREADABLE),
         (RuntimeError("disk full"), exit_codes.FAILURE),
     ],
 )

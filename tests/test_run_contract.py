@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines import run_lease
-from pipelines.exit_codes import LOCKED, exit_code_for
+from pipelines import published, run_lease
+from pipelines.exit_codes import LOCKED, OUTPUT_UNREADABLE, exit_code_for
 from pipelines.moderate import run
 from pipelines.run_lease import LeaseHeldError, StoreLease, take_lease
 from scripts.generate_malformed_logs import write_malformed_corpus
@@ -253,6 +254,28 @@ def test_rerun_over_malformed_input_publishes_no_dead_letter_twice(tmp_path):
     assert second.error_counts == {} and _balanced(_manifest(out, "second"))
     assert second.totals["dead_letters_already_recorded"] == len(errors_first)
     assert second.totals["rows_dead_lettered"] == first.totals["rows_dead_lettered"]  # rows still accounted
+
+
+class UnlistableFileSystems:
+    """Beam's `FileSystems` whose listing (`match`) fails, as a store's outage would."""
+
+    def match(self, patterns, *args, **kwargs):
+        raise BeamIOError("List operation failed", {patterns[0]: OSError("503 service unavailable")})
+
+    def __getattr__(self, name):
+        return getattr(FileSystems, name)
+
+
+def test_a_listing_error_on_what_was_published_fails_the_run_before_anything_is_judged(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    argv = ["--engine", "fake", "--input", SAMPLE_GLOB, "--output", str(out)]
+    run([*argv, "--run-id", "first"])
+    published_before = _column(out, "verdicts", "resume_key")
+    monkeypatch.setattr(published, "FileSystems", UnlistableFileSystems())
+    with pytest.raises(published.OutputUnreadableError, match=r"could not list .*verdicts.*503") as caught:
+        run([*argv, "--run-id", "second"])
+    assert exit_code_for(caught.value) == OUTPUT_UNREADABLE == 8
+    assert _column(out, "verdicts", "resume_key") == published_before  # nothing judged again, nothing doubled
 
 
 def test_killed_runs_rerun_without_duplicates_and_are_marked_abandoned(tmp_path):

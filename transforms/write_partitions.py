@@ -1,8 +1,8 @@
 """Verdict and dead-letter rows → Hive-partitioned Parquet, published one complete file at a time.
 
 Layout (`OUTPUT` local or any Beam filesystem):
-- `OUTPUT/verdicts/tenant=<tenant_id>/date=<YYYY-MM-DD>/part-<run_id>-<n>.parquet`
-- `OUTPUT/errors/date=<run date>/part-<run_id>-<n>.parquet`
+- `OUTPUT/verdicts/tenant=<tenant_id>/date=<YYYY-MM-DD>/part-<run_id>-<digest>.parquet`
+- `OUTPUT/errors/date=<run date>/part-<run_id>-<digest>.parquet`
 Each file is written under `OUTPUT/_staging/<run_id>/` and renamed into its partition only once complete, so a
 reader never sees a half-written file, and a killed run keeps every verdict it published (a rerun resumes from
 them). A partition is complete for a run once `OUTPUT/_runs/<run_id>.json` says `"status": "succeeded"`.
@@ -10,13 +10,16 @@ them). A partition is complete for a run once `OUTPUT/_runs/<run_id>.json` says 
 Each file is named by a digest of its rows' keys (`resume_key`, `dead_letter_key`) and carries the counts of its
 own rows in its footer (`transforms.ledger.COUNTS_KEY`): the run's books are read back from what it published,
 and a bundle a runner re-executes replaces the files it published the first time instead of adding copies.
+That holds because the grouping of rows into files depends only on the rows a bundle gets, in their order: a
+file is cut every `flush_rows` rows of a partition and at the end of the bundle, never by a clock (a timed
+flush grouped a re-executed bundle's rows differently, so its files overlapped the first attempt's), and the
+dead letters' partition is the run's start date, not the time a row is written.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
@@ -144,13 +147,17 @@ def file_counts(kind: str, rows: list[dict]) -> dict[str, dict[str, int]]:
 
 
 class WritePartitionsDoFn(beam.DoFn):
-    """Buffers rows per partition and publishes a file every `flush_rows` rows or `flush_seconds`."""
+    """Buffers rows per partition and publishes a file every `flush_rows` rows of it and at the end of a bundle.
 
-    def __init__(self, output: str, run_id: str, kind: str, flush_rows: int = 256, flush_seconds: float = 30.0):
+    `run_date` (default: today in UTC, when the pipeline is built) is the dead letters' partition.
+    """
+
+    def __init__(self, output: str, run_id: str, kind: str, flush_rows: int = 256, run_date: str | None = None):
         if kind not in ("verdicts", "errors"):
             raise ValueError(f"kind must be 'verdicts' or 'errors', got {kind!r}")
         self._output, self._run_id, self._kind = output, run_id, kind
-        self._flush_rows, self._flush_seconds = flush_rows, flush_seconds
+        self._flush_rows = flush_rows
+        self._run_date = run_date or dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
         self._schema = VERDICT_SCHEMA if kind == "verdicts" else ERROR_SCHEMA
         self._key_column = "resume_key" if kind == "verdicts" else "dead_letter_key"
         self._written = Metrics.counter("rsafe", f"{kind}_rows_written")
@@ -159,7 +166,6 @@ class WritePartitionsDoFn(beam.DoFn):
 
     def start_bundle(self) -> None:
         self._buffers: dict[str, list[dict]] = defaultdict(list)
-        self._last_flush = time.monotonic()
 
     def _folder(self, row: dict) -> str:
         # Memoised per DoFn instance: joining the partition path per row was ~15 µs of every row written.
@@ -167,7 +173,7 @@ class WritePartitionsDoFn(beam.DoFn):
             key = (row["tenant_id"], row["date"])
             make = verdict_partition
         else:
-            key = (row["recorded_at"].strftime("%Y-%m-%d"),)
+            key = (self._run_date,)
             make = error_partition
         if key not in self._folders:
             self._folders[key] = make(self._output, *key)
@@ -180,8 +186,6 @@ class WritePartitionsDoFn(beam.DoFn):
         self._buffers[folder].append(row)
         if len(self._buffers[folder]) >= self._flush_rows:
             yield self._flush(folder)
-        elif time.monotonic() - self._last_flush > self._flush_seconds:
-            yield from [self._flush(f) for f in list(self._buffers)]
 
     def finish_bundle(self) -> Iterator:
         for folder in list(self._buffers):
@@ -196,5 +200,4 @@ class WritePartitionsDoFn(beam.DoFn):
         path = publish_table(table, self._output, self._run_id, folder, digest[:20])
         self._written.inc(len(rows))
         self._files.inc()
-        self._last_flush = time.monotonic()
         return path
