@@ -12,7 +12,6 @@ are kept by what the run publishes (`pipelines.books`), so the accounting holds 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -30,7 +29,8 @@ from pipelines.manifest import RunManifest, count_rows_or_zero, mark_abandoned
 from pipelines.options import ModerationOptions, judge_settings
 from pipelines.published import with_published
 from pipelines.run_lease import LeaseHeldError, take_lease
-from pipelines.runners import import_runner_options, is_local, make_runner
+from pipelines.runners import is_local, make_runner
+from pipelines.usage import check_usage
 from policies import DEFAULT_POLICY_DIR, DEFAULT_TENANTS_FILE, load_policy_registry
 from transforms.batching import BatchPerKeyDoFn
 from transforms.calibration import Calibration
@@ -222,26 +222,10 @@ def _model_label(engine_spec: EngineSpec) -> str:
     return getattr(engine_spec, "model", None) or getattr(engine_spec, "model_name", type(engine_spec).__name__)
 
 
-def reject_unknown_args(argv: Sequence[str]) -> None:
-    """A misspelt option is an error, not something Beam silently discards. The chosen runner's own options
-    (e.g. `--dask_client_address`) are known once its module is imported."""
-    import_runner_options(argv)
-    parser = argparse.ArgumentParser(allow_abbrev=False, add_help=False)
-    pending = list(PipelineOptions.__subclasses__())
-    while pending:
-        cls = pending.pop()
-        pending += cls.__subclasses__()
-        with contextlib.suppress(argparse.ArgumentError):  # an option two Beam option classes both declare
-            cls._add_argparse_args(parser)
-    _, unknown = parser.parse_known_args(list(argv))
-    if unknown:
-        raise ValueError(f"unknown option(s): {' '.join(unknown)} (see python -m pipelines.moderate --help)")
-
-
 def run(argv: Sequence[str] | None = None, engine_spec: EngineSpec | None = None) -> RunManifest:
     """Run the job; returns its manifest. Raises when the run fails or its accounting does not hold."""
     argv = list(argv) if argv is not None else sys.argv[1:]
-    reject_unknown_args(argv)
+    check_usage(argv)
     options = PipelineOptions(argv)
     FileSystems.set_options(options)  # the launcher lists inputs and takes the lease before Beam would set them
     job = options.view_as(ModerationOptions)

@@ -2,9 +2,10 @@
 
     python -m pipelines.nightly [any option of python -m pipelines.moderate] [--verbose]
 
-The console is set up before Beam or vLLM is imported (so their import-time warnings go to the log file too):
-the terminal gets the job's own lines, progress included; the full log is `OUT/_runs/<run_id>.log` (path printed
-first). The exit status is the job's (`pipelines.exit_codes`).
+A usage error (an unknown option, a malformed or invalid value, a contradictory range of days) is one line on
+the terminal and exit code 2, before anything is written. Then the console is set up before vLLM is imported (so
+its import-time warnings go to the log file too): the terminal gets the job's own lines, progress included; the
+full log is `OUT/_runs/<run_id>.log` (path printed first). The exit status is the job's (`pipelines.exit_codes`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print_help()
         return 0
+    from pipelines.exit_codes import USAGE, exit_code_for
+    from pipelines.usage import check_usage
+
+    try:
+        check_usage(argv)
+    except ValueError as exc:
+        print(f"usage error (exit {USAGE}): {exc}", file=sys.stderr)
+        return USAGE
     early = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     early.add_argument("--output", "--output_dir", dest="output", default="out")
     early.add_argument("--run-id", "--run_id", dest="run_id")
@@ -38,7 +47,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_console(log_path, known.verbose)
     log.info("run %s: full log in %s", known.run_id, log_path)
 
-    from pipelines.exit_codes import exit_code_for
     from pipelines.moderate import run
 
     try:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import re
+from collections.abc import Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from transforms.date_window import DateWindow
 from transforms.engine import SamplingSettings
 from transforms.judging import DEFAULT_CASCADE_BAND, VERDICT_MODES, JudgeSettings
 from transforms.prompts import TEMPLATES
@@ -39,8 +41,9 @@ class ModerationOptions(PipelineOptions):
 
     @classmethod
     def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
-        def add(name: str, **kwargs) -> None:
-            parser.add_argument(f"--{name}", f"--{name.replace('-', '_')}", **kwargs)
+        def add(name: str, **kwargs) -> None:  # also as --name_with_underscores (Beam style), where that differs
+            spellings = dict.fromkeys([f"--{name}", f"--{name.replace('-', '_')}"])
+            parser.add_argument(*spellings, **kwargs)
 
         group = parser.add_argument_group("rsafe-batch")
         del group  # Beam reads options off the parser itself
@@ -55,7 +58,11 @@ class ModerationOptions(PipelineOptions):
             action="store_true",
             help="./run_batch.sh: show the engine's and Beam's logs on the terminal too (default: in the run's log)",
         )
-        add("model", help="HF model folder or hub id (default: the embedded SmolLM2-135M-Instruct)")
+        add(
+            "model",
+            help="embedded:guard (default: the embedded guard, SmolLM2-135M-Instruct + the stage-1 adapter + its "
+            "decision head), embedded:lora (without the head), embedded:base (untrained), or an HF folder or hub id",
+        )
         add(
             "engine",
             default="vllm",
@@ -156,6 +163,18 @@ class ModerationOptions(PipelineOptions):
             help="--runner DaskRunner without --dask_client_address: worker processes of the local Dask cluster "
             "(one engine each)",
         )
+
+
+def check_option_values(argv: Sequence[str]) -> None:
+    """Raise `ValueError` in one line naming the option for a malformed or invalid value of the job's options, or
+    a contradictory or empty range of days (Beam's own parser would print its whole usage, then exit)."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False, exit_on_error=False)
+    ModerationOptions._add_argparse_args(parser)
+    try:
+        known, _ = parser.parse_known_args(list(argv))
+    except argparse.ArgumentError as exc:
+        raise ValueError(str(exc)) from None
+    DateWindow.of(known.date, known.since, known.until)
 
 
 def judge_settings(options: ModerationOptions) -> JudgeSettings:

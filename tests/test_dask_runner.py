@@ -13,7 +13,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines.moderate import reject_unknown_args, run
+from pipelines.moderate import run
+from pipelines.usage import reject_unknown_args
 from scripts.generate_malformed_logs import write_malformed_corpus
 from tests.test_pipeline_fake_engine import SAMPLES, assert_books_balance, read_manifest
 from transforms.cpu_serving import WORKER_CORES_ENV

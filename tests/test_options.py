@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from pipelines.moderate import reject_unknown_args, run
+from pipelines.moderate import print_help, run
+from pipelines.usage import reject_unknown_args
 from transforms.read_logs import InputError
 
 
@@ -64,7 +67,7 @@ def test_manifest_records_the_decision_settings(tmp_path):
 @pytest.mark.parametrize("value", ["2026-13-40", "2026-02-30", "27/11/2026", "tomorrow"])
 def test_a_bad_date_fails_before_anything_is_written(tmp_path, value):
     out = tmp_path / "out"
-    with pytest.raises(SystemExit):  # argparse's usage error, as for any other malformed option value
+    with pytest.raises(ValueError, match=r"^argument --date: "):  # a usage error in one line (exit code 2)
         run(["--input", "samples/logs/*.parquet", "--output", str(out), "--engine", "fake", "--date", value])
     assert not out.exists()
 
@@ -101,3 +104,29 @@ def test_a_malformed_column_map_fails_before_anything_is_written(tmp_path):
     with pytest.raises(ValueError, match="'tenant' is not one of"):
         run(argv)
     assert not out.exists()
+
+
+def test_a_usage_error_is_one_line_on_the_terminal_and_nothing_is_written(tmp_path):
+    out = tmp_path / "out"
+    repo = Path(__file__).resolve().parents[1]
+    argv = [str(repo / "run_batch.sh"), "--output", str(out), "--engine", "fake", "--date", "2026-02-30"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == [
+        "usage error (exit 2): argument --date: not a calendar day: '2026-02-30' (day is out of range for month)"
+    ]
+    assert not out.exists()  # no OUT/_runs/<run_id>.log either
+
+
+def test_help_lists_each_option_once_and_the_trained_guard_as_the_model_default(capsys):
+    print_help()
+    text = capsys.readouterr().out
+    assert re.search(r"^  --input INPUT ", text, re.MULTILINE) and "--input INPUT, --input INPUT" not in text
+    assert "--run-id RUN_ID, --run_id RUN_ID" in text  # a two-word option keeps its Beam-style spelling
+    model_help = " ".join(text.rsplit("--model MODEL", 1)[1].split("--engine", 1)[0].split())
+    assert "default: the embedded guard" in model_help and "decision head" in model_help
+
+
+def test_importing_the_job_prints_no_beam_bigquery_notice():
+    done = subprocess.run([sys.executable, "-c", "import pipelines.moderate"], capture_output=True, text=True)
+    assert done.returncode == 0 and "apitools" not in done.stderr, done.stderr

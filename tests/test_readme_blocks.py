@@ -72,7 +72,7 @@ def _parse(module: str, args: list[str]) -> None:
     if module == "pipelines.moderate":
         from apache_beam.options.pipeline_options import PipelineOptions
 
-        from pipelines.moderate import reject_unknown_args
+        from pipelines.usage import reject_unknown_args
 
         reject_unknown_args(args)
         PipelineOptions(args).get_all_options()  # option values parse (types, choices)
@@ -86,7 +86,7 @@ def _parse(module: str, args: list[str]) -> None:
         build_parser().parse_args(args)
     elif module in ("pipelines.evaluate", "pipelines.evaluate_modes"):
         from pipelines.evaluate import parse_args
-        from pipelines.moderate import reject_unknown_args
+        from pipelines.usage import reject_unknown_args
 
         if module == "pipelines.evaluate_modes":  # its own option, then everything goes to pipelines.evaluate
             assert "--modes" in args, args
