@@ -25,15 +25,8 @@ from collections.abc import Sequence
 
 from transforms.chat_format import BOX_OPEN, EMPTY_THOUGHT, THINK_OPEN
 from transforms.engine import Completion, Continuation, SamplingSettings, VerdictEngine
-from transforms.judging import (
-    CATEGORIES_CUE,
-    CATEGORY_TOKENS,
-    Judgement,
-    JudgeRequest,
-    JudgeSettings,
-    judge_reasoned,
-    p_unsafe_from_logprobs,
-)
+from transforms.judging import Judgement, JudgeRequest, JudgeSettings, judge_reasoned, p_unsafe_from_logprobs
+from transforms.phase_tokens import CATEGORY_TOKENS, categories_suffix
 from transforms.served_head import category_readout
 from transforms.verdict_parsing import VERDICTS, parse_categories
 
@@ -193,10 +186,9 @@ def _add_box_categories(
     ]
     if not wanted:
         return judgements
-    suffix = EMPTY_THOUGHT + "unsafe}" + CATEGORIES_CUE
-    continuations = [Continuation(scored[i].probe, 0, suffix) for i in wanted]
+    continuations = [Continuation(scored[i].probe, 0, categories_suffix(EMPTY_THOUGHT)) for i in wanted]
     texts = engine.continue_text(continuations, settings.sampling, CATEGORY_TOKENS, stop=["\n"])
     for i, text in zip(wanted, texts, strict=True):
-        known, unknown = parse_categories(BOX_OPEN + "unsafe}" + CATEGORIES_CUE + text, requests[i].allowed_codes)
+        known, unknown = parse_categories(categories_suffix(BOX_OPEN) + text, requests[i].allowed_codes)
         judgements[i] = dataclasses.replace(judgements[i], categories=tuple(known), unknown_categories=tuple(unknown))
     return judgements

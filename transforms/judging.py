@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from transforms.chat_format import BOX_OPEN, THINK_CLOSE, THINK_OPEN
 from transforms.engine import Completion, Continuation, SamplingSettings, VerdictEngine
-from transforms.phase_tokens import CATEGORIES_CUE, CATEGORY_TOKENS, verdict_opening
+from transforms.phase_tokens import CATEGORY_TOKENS, categories_suffix, verdict_opening
 from transforms.verdict_parsing import VERDICTS, extract_reasoning, parse_categories, parse_output
 
 VERDICT_MODES = ("free", "forced", "auto", "cascade", "score")
@@ -199,10 +199,10 @@ def _add_forced_categories(
     continuations = []
     for i in wanted:
         keep, suffix = verdict_opening(completions[i].text)
-        continuations.append(Continuation(completions[i], keep, suffix + "unsafe}" + CATEGORIES_CUE))
+        continuations.append(Continuation(completions[i], keep, categories_suffix(suffix)))
     texts = engine.continue_text(continuations, settings.sampling, CATEGORY_TOKENS, stop=["\n"])
     for i, text in zip(wanted, texts, strict=True):
-        known, unknown = parse_categories(BOX_OPEN + "unsafe}" + CATEGORIES_CUE + text, requests[i].allowed_codes)
+        known, unknown = parse_categories(categories_suffix(BOX_OPEN) + text, requests[i].allowed_codes)
         judgements[i] = dataclasses.replace(judgements[i], categories=tuple(known), unknown_categories=tuple(unknown))
     return judgements
 
