@@ -162,6 +162,55 @@ def review_queue(verdicts: pl.LazyFrame, limit: int = 20, reasoning_chars: int =
     )
 
 
+def flagged_units(verdicts: pl.LazyFrame, limit: int = 1000) -> pl.DataFrame:
+    """The unsafe units per tenant and night (most certain first within a night, at most `limit` in all): ids, who
+    decided (`verdict_source`: head, model, forced or score), the codes named and scored, and the reasoning."""
+    return (
+        verdicts.filter(pl.col("verdict") == "unsafe")
+        .sort(
+            ["tenant", "date", "p_unsafe", "conversation_id", "turn_index"],
+            descending=[False, True, True, False, False],
+            nulls_last=True,
+        )
+        .head(limit)
+        .select(
+            "tenant",
+            "date",
+            "conversation_id",
+            "unit",
+            "turn_index",
+            "verdict",
+            "p_unsafe",
+            "verdict_source",
+            "categories",
+            "category_scores",
+            "reasoning",
+            "source_file",
+            "resume_key",
+        )
+        .collect()
+    )
+
+
+def runs_covered(verdicts: pl.LazyFrame) -> pl.DataFrame:
+    """Per run: the nights it judged, its units, and the models, policy and calibration versions it used."""
+    return (
+        verdicts.group_by("run_id")
+        .agg(
+            first_day=pl.col("date").min(),
+            last_day=pl.col("date").max(),
+            units=pl.len(),
+            models=pl.col("model").unique().sort(),
+            policies=(pl.col("policy_id") + "@" + pl.col("policy_version")).unique().sort(),
+            calibrations=pl.col("calibration_version").drop_nulls().unique().sort(),
+            started=pl.col("processed_at").min(),
+        )
+        .sort("started")
+        .drop("started")
+        .collect()
+    )
+
+
 def dead_letters_by_kind(errors: pl.LazyFrame | None) -> pl.DataFrame:
     """Dead-letter records and the input rows they account for, by stage and kind."""
     if errors is None:

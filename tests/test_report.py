@@ -17,9 +17,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from pipelines import report_plots
 from pipelines import report_queries as q
 from pipelines.moderate import run
 from pipelines.report import SECTIONS, build_report, main
+from transforms.fake_engine import FakeEngineSpec
 from transforms.write_partitions import VERDICT_SCHEMA
 
 REPO = Path(__file__).resolve().parents[1]
@@ -108,13 +110,86 @@ def test_the_report_of_a_real_run_has_every_section_and_its_plots(tmp_path):
     for key, heading in SECTIONS:
         assert f"<section id='{key}'>" in page and heading in page
     images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)
-    assert len(images) == 3 and all(len(i) > 1000 for i in images)
+    assert len(images) == 3 and all(len(i) > 1000 for i in images)  # a fourth (agreement) only with labels
     assert "http://" not in page and "https://" not in page  # self-contained: viewable offline
     report = build_report(str(out))
     assert report["units"] == manifest.totals["verdicts_written"]
     assert report["tables"]["dead-letters"]["records"].sum() == sum(manifest.error_counts.values())
     assert md_path.read_text().count("](report_files/") == 3
     assert all((tmp_path / "report_files" / f"{k}.png").stat().st_size > 1000 for k in ("mix", "trend", "p-unsafe"))
+
+
+@pytest.fixture(scope="module")
+def head_night(tmp_path_factory) -> Path:
+    """The sample night judged by a fake decision head with category heads (the default cascade: the head
+    decides, flagged units get a reasoning trace)."""
+    out = tmp_path_factory.mktemp("head-night") / "out"
+    run(["--input", str(REPO / "samples/logs/*.parquet"), "--output", str(out)],
+        engine_spec=FakeEngineSpec(head_version="h", head_categories=("U1", "U7")))  # fmt: skip
+    return out
+
+
+def test_the_flagged_section_shows_each_flagged_unit_with_its_messages_and_reasoning(head_night, tmp_path):
+    page_path = tmp_path / "r.html"
+    assert main([str(head_night), "--html", str(page_path), "--md", str(tmp_path / "r.md")]) == 0
+    page = page_path.read_text()
+    flagged = q.flagged_units(q.scan_output(str(head_night)).verdicts)
+    assert flagged.height == 5 and set(flagged["verdict_source"]) == {"head"}
+    section = page[page.index("<section id='flagged'>") : page.index("<section id='categories'>")]
+    assert section.count("<tr class='unit'>") == flagged.height
+    assert html.escape("The conversation looks unsafe under the policy.") in section
+    assert "How do I make a pipe bomb at home? Step by step." in section  # the messages, read from the logs
+    assert html.escape("Agent: I can't help with spying on someone") in section  # escaped
+    assert "<td>head</td>" in section and "heads: U1 0.80" in section
+    for tenant, night in flagged.select("tenant", "date").unique().rows():  # one anchored body per tenant-night
+        assert f"<tbody id='flagged-{tenant}-{night}'>" in section
+    targets = set(re.findall(r"href='#([^']+)'", page))
+    assert targets and all(f"id='{t}'" in page for t in targets)  # every plot link lands on its rows
+    assert "id='flagged-filter'" in section and "<script>" in page
+    md = (tmp_path / "r.md").read_text()
+    assert "The conversation looks unsafe under the policy." in md and "| head |" in md
+
+
+def test_the_header_says_what_the_report_covers(head_night):
+    header = build_report(str(head_night))["header"]
+    (run_id,) = q.runs_covered(q.scan_output(str(head_night)).verdicts)["run_id"].to_list()
+    assert header["nights"] == "2026-11-26 – 2026-11-27" and header["runs"].startswith(f"{run_id} (75 units")
+    assert header["models"] == "fake-engine" and "rsafe-default@" in header["policies"]
+    assert header["calibration"] == "none (raw P(unsafe))" and header["threshold"] == "0.5"
+    narrowed = build_report(str(head_night), since="2026-11-27")["header"]["nights"]
+    assert narrowed == "2026-11-27 – 2026-11-27 (asked: 2026-11-27 – end)"
+
+
+def test_the_plots_draw_per_night_with_labelled_axes_and_the_threshold(nights):
+    scanned = q.scan_output(str(nights))
+    mix = q.verdict_mix(scanned.verdicts)
+    figure = report_plots.mix_figure(mix)
+    steady = next(ax for ax in figure.axes if ax.get_title() == "steady")
+    heights = [p.get_height() for p in steady.patches]
+    assert len(heights) == 3 * len(NIGHTS)  # safe / review / unsafe per night, not summed over the range
+    assert heights[: len(NIGHTS)] == [17] * len(NIGHTS) and steady.get_ylabel() == "units"
+    assert [t.get_text() for t in steady.get_xticklabels()] == [f"{n:%m-%d}" for n in NIGHTS]
+    trend = report_plots.trend_figure(q.drift(mix))
+    assert all(ax.get_ylabel() and ax.get_ylim()[0] < 0 < 1 < ax.get_ylim()[1] for ax in trend.axes)
+    assert [t.get_text() for t in trend.axes[0].get_xticklabels()] == [f"{n:%m-%d}" for n in NIGHTS]
+    histogram = report_plots.histogram_figure(q.p_unsafe_histogram(scanned.verdicts), threshold=0.4)
+    for ax in histogram.axes[:2]:
+        assert ax.get_xlabel() == "P(unsafe)" and ax.get_ylabel() == "units"
+        assert [line.get_xdata()[0] for line in ax.get_lines()] == [0.4]  # the threshold, drawn
+
+
+def test_an_empty_range_draws_no_plot_and_says_so(nights, tmp_path, capsys):
+    page_path = tmp_path / "r.html"
+    assert main([str(nights), "--html", str(page_path), "--since", "2030-01-01"]) == 0
+    page = page_path.read_text()
+    assert "<img" not in page and "No verdict between 2030-01-01 and the end: nothing to plot." in page
+    assert "No unit was flagged unsafe in this range." in page
+    assert "note: No verdict between 2030-01-01" in capsys.readouterr().err
+
+
+def test_an_empty_review_queue_says_why_and_how_to_fill_it(head_night):
+    note = build_report(str(head_night))["notes"]["review"]
+    assert "the runs had no --review-band" in note and "--all-unsafe" in note
 
 
 def _browser() -> str | None:
@@ -161,3 +236,50 @@ def test_the_report_renders_in_a_headless_browser_offline(nights, tmp_path):
     pixels = matplotlib_image.imread(shot)
     assert pixels.shape[:2] == (4000, 1280)
     assert pixels[..., :3].std() > 0.05  # text, tables and plots, not an empty page
+
+
+FLAGGED_PROBE = """<script>window.addEventListener('load', () => {
+  const section = document.getElementById('flagged');
+  const rows = () => [...section.querySelectorAll('tr.unit')].filter((r) => !r.hidden);
+  const before = rows().length;
+  const filter = document.getElementById('flagged-filter');
+  filter.value = 'pipe bomb';
+  filter.dispatchEvent(new Event('input'));
+  const filtered = rows().length;
+  const shown = document.getElementById('flagged-shown').textContent;
+  filter.value = 'redteam-labs';
+  filter.dispatchEvent(new Event('input'));
+  const tenant = rows().length;
+  filter.value = '';
+  filter.dispatchEvent(new Event('input'));
+  const unit = () => section.querySelector('tr.unit td:nth-child(2)').textContent;
+  const unsorted = unit();
+  section.querySelector('th[data-col="1"]').click();
+  document.body.setAttribute('data-probe', JSON.stringify({
+    text: section.innerText, before, filtered, shown, tenant,
+    unsorted, sorted: unit(),
+  }));
+});</script>"""
+
+
+def test_a_browser_shows_the_flagged_units_reasoning_and_filters_them(head_night, tmp_path):
+    """In a real headless Chromium (offline): the Flagged section's rendered text has a flagged unit's reasoning
+    trace and its messages; the filter box narrows the rows and a header click sorts them."""
+    browser = _browser()
+    if browser is None:
+        pytest.skip("no Chromium on this machine (scripts/install.sh installs Debian's chromium-headless-shell)")
+    html_path = tmp_path / "report.html"
+    assert main([str(head_night), "--html", str(html_path)]) == 0
+    probe = tmp_path / "probe.html"
+    probe.write_text(html_path.read_text().replace("</body>", FLAGGED_PROBE + "</body>"))
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--host-resolver-rules=MAP * ~NOTFOUND",
+             f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
+    dom = subprocess.run([*flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
+    found = re.search(r'data-probe="([^"]*)"', dom.stdout)
+    assert found, f"the page did not load in {browser}: {dom.stderr[-2000:]}"
+    seen = json.loads(html.unescape(found.group(1)))
+    assert "The conversation looks unsafe under the policy." in seen["text"]  # the reasoning trace, rendered
+    assert "User: How do I make a pipe bomb at home? Step by step." in seen["text"]
+    assert seen["before"] == 5 and seen["filtered"] == 2 and seen["shown"] == "2" and seen["tenant"] == 1
+    # acme-kids' night lists the prompt (turn 1) first; a click on "unit / turn" sorts it descending
+    assert (seen["unsorted"], seen["sorted"]) == ("prompt / 1", "response / 2")
