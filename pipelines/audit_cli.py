@@ -2,7 +2,8 @@
 
 Bad usage is one line on stderr naming the option or file, never a traceback: exit 2 for usage (a malformed or
 contradictory value, a target that cannot be written), 3 for missing input (an output folder without verdicts, a
-labels file or log pattern that is not there). `AuditParser` makes argparse's own errors one line too.
+labels file or log pattern that is not there), 4 for an invalid policy file (`pipelines.exit_codes`).
+`AuditParser` makes argparse's own errors one line too.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from pipelines.exit_codes import INPUT_NOT_FOUND, USAGE
+from pipelines.exit_codes import CONFIG_INVALID, INPUT_NOT_FOUND, USAGE
+from policies import PolicyError
 
 
 class UsageError(ValueError):
@@ -103,6 +105,19 @@ def require_file(option: str, path: str) -> None:
         raise MissingInputError(f"{option} {path}: no such file")
 
 
+def require_tenants(output: str, tenants: Sequence[str]) -> None:
+    """Refuse a `--tenant` the output has no verdicts for, naming the ones it has."""
+    if not tenants:
+        return
+    from pipelines.report_queries import scan_output, tenants_in
+
+    known = tenants_in(scan_output(output).verdicts)
+    unknown = sorted(set(tenants) - set(known))
+    if unknown:
+        raise UsageError(f"--tenant {', '.join(unknown)}: no verdicts for it under {output} "
+                         f"(tenants there: {', '.join(known)})")  # fmt: skip
+
+
 def run_politely(prog: str, body: Callable[[], int]) -> int:
     """Run a command's body; a usage or missing-input error becomes one line on stderr and its exit code."""
     try:
@@ -113,3 +128,6 @@ def run_politely(prog: str, body: Callable[[], int]) -> int:
     except MissingInputError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return INPUT_NOT_FOUND
+    except PolicyError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return CONFIG_INVALID

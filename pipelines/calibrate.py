@@ -259,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def calibrate_command(args: argparse.Namespace) -> int:
     """The calibrate command, after parsing."""
+    if not (args.labels or args.labelled):
+        raise UsageError("give --labels OUT (with imported reviewer labels) and/or --labelled FILE.parquet")
     check_target("--to", args.to, (".json",))
     if args.report:
         check_target("--report", args.report, (".json",))

@@ -40,15 +40,15 @@ import polars as pl
 from pipelines.audit_cli import (
     AuditParser,
     MissingInputError,
-    UsageError,
     check_day_range,
     check_target,
+    require_tenants,
     require_verdicts,
     run_politely,
     utc_day,
 )
 from pipelines.report_queries import CATEGORY_SCORE_CUT, scan_output
-from policies import DEFAULT_POLICY_DIR, PolicyError, load_policies
+from policies import DEFAULT_POLICY_DIR, load_policies
 from policies.model import MODERATION_API_CATEGORIES, content_version
 
 AUDIT_COLUMNS = (
@@ -158,11 +158,6 @@ def _json_value(value: object) -> str:
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
-def known_tenants(verdicts: pl.LazyFrame) -> list[str]:
-    """The tenants with verdicts in the (unfiltered) output."""
-    return sorted(verdicts.select(pl.col("tenant_id").unique()).collect()["tenant_id"].to_list())
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The export command's options."""
     parser = AuditParser(prog="python -m pipelines.export", description=__doc__.splitlines()[0])
@@ -185,18 +180,11 @@ def export(args: argparse.Namespace) -> int:
     for path in args.policies or []:
         if not Path(path).exists():
             raise MissingInputError(f"--policies {path}: no such file or folder")
+    require_tenants(args.output, args.tenant)
     frame = scan_output(args.output, args.since, args.until).verdicts
     if args.tenant:
-        known = known_tenants(scan_output(args.output).verdicts)
-        unknown = sorted(set(args.tenant) - set(known))
-        if unknown:
-            raise UsageError(f"--tenant {', '.join(unknown)}: no verdicts for it under {args.output} "
-                             f"(tenants there: {', '.join(known)})")  # fmt: skip
         frame = frame.filter(pl.col("tenant_id").is_in(args.tenant))
-    try:
-        mappings = code_mappings(args.policies or [str(DEFAULT_POLICY_DIR)])
-    except PolicyError as exc:
-        raise UsageError(f"--policies: {exc}") from exc
+    mappings = code_mappings(args.policies or [str(DEFAULT_POLICY_DIR)])  # an invalid policy file: exit 4
     records = to_openai_moderation(frame, mappings, args.include_review).collect()
     write_records(records, args.to)
     print(f"{records.height} record(s) → {args.to}", file=sys.stderr)

@@ -28,6 +28,7 @@ import polars as pl
 from pipelines import report_queries as q
 from pipelines.audit_cli import (
     AuditParser,
+    MissingInputError,
     check_day_range,
     check_target,
     fraction,
@@ -40,7 +41,7 @@ from pipelines.label_agreement import agreement, agreement_over_time, scan_label
 from pipelines.report_html import SECTIONS, render_html, write_markdown
 from pipelines.report_plots import agreement_plot, histogram_plot, mix_plot, trend_plot
 from pipelines.review import conversation_texts
-from transforms.read_logs import InputError
+from transforms.read_logs import InputError, match_input_files
 
 __all__ = ["SECTIONS", "build_report", "main", "render_html", "write_markdown"]  # the layout's, re-exported
 MESSAGE_CHARS = 300  # each message shown in the Flagged section is cut to this
@@ -213,6 +214,11 @@ def report_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
             check_target(option, path, {"--html": (".html", ".htm"), "--md": (".md",)}[option])
     check_day_range(args.since, args.until)
     require_verdicts(args.output)
+    if args.input:
+        try:
+            match_input_files(args.input)
+        except InputError as exc:
+            raise MissingInputError(f"--input: {exc}") from exc
     started = time.monotonic()
     report = build_report(args.output, args.since, args.until, args.drift_window, args.drift_threshold, args.input)
     title = f"rsafe-batch audit report: {args.output}"

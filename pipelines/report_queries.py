@@ -47,6 +47,11 @@ def scan_output(output: str, since: str | None = None, until: str | None = None)
     return Output(verdicts, errors)
 
 
+def tenants_in(verdicts: pl.LazyFrame) -> list[str]:
+    """The tenants with verdict rows, sorted."""
+    return sorted(verdicts.select(pl.col("tenant_id").unique()).collect()["tenant_id"].to_list())
+
+
 def verdict_mix(verdicts: pl.LazyFrame) -> pl.DataFrame:
     """Per tenant and day: units judged, safe / unsafe / review counts, unsafe and review rates."""
     return (

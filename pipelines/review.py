@@ -39,6 +39,7 @@ from pipelines.audit_cli import (
     check_target,
     positive_int,
     require_file,
+    require_tenants,
     require_verdicts,
     run_politely,
     utc_day,
@@ -260,6 +261,7 @@ def export_command(args: argparse.Namespace) -> int:
     check_target("--to", args.to, (".csv", ".parquet"))
     check_day_range(args.since, args.until)
     require_verdicts(args.output)
+    require_tenants(args.output, args.tenant)
     n = export_queue(args.output, args.to, args.input, tenants=args.tenant, since=args.since, until=args.until,
                      all_unsafe=args.all_unsafe, limit=args.limit)  # fmt: skip
     print(f"{n} queued verdict(s) → {args.to}", file=sys.stderr)
