@@ -59,7 +59,16 @@ SECTIONS = (  # (id, heading), in page order
     ("consistency", "Rationale consistency flags"),
     ("labels", "Reviewer labels: agreement with the guard, over time"),
 )
-FLAGGED_COLUMNS = ("conversation", "unit / turn", "P(unsafe)", "decided by", "categories", "messages", "reasoning")
+FLAGGED_COLUMNS = (
+    "conversation",
+    "unit / turn",
+    "verdict",
+    "P(unsafe)",
+    "decided by",
+    "categories",
+    "messages",
+    "reasoning",
+)
 
 
 def night_anchor(tenant: str, night: object) -> str:
@@ -106,6 +115,7 @@ def flagged_html(flagged: pl.DataFrame, groups: pl.DataFrame) -> str:
         cells = [
             f"<tr class='unit'><td>{html.escape(r['conversation_id'])}</td>"
             f"<td>{html.escape(r['unit'])} / {r['turn_index']}</td>"
+            f"<td>{html.escape(r['verdict'])}</td>"
             f"<td data-value='{_cell(r['p_unsafe'])}'>{_cell(r['p_unsafe'])}</td>"
             f"<td>{html.escape(r['verdict_source'] or '')}</td><td>{html.escape(_categories(r))}</td>"
             f"<td>{_messages_html(r)}</td><td class='reasoning'>{html.escape(r['reasoning'] or '(no trace)')}</td></tr>"
@@ -176,7 +186,7 @@ def _md_table(frame: pl.DataFrame, limit: int = 200) -> str:
 def _flagged_md(flagged: pl.DataFrame) -> pl.DataFrame:
     rows = [
         {"tenant": r["tenant"], "night": str(r["date"]), "conversation": r["conversation_id"],
-         "unit / turn": f"{r['unit']} / {r['turn_index']}", "P(unsafe)": r["p_unsafe"],
+         "unit / turn": f"{r['unit']} / {r['turn_index']}", "verdict": r["verdict"], "P(unsafe)": r["p_unsafe"],
          "decided by": r["verdict_source"], "categories": _categories(r),
          "messages": " / ".join(t for t, _ in r["messages"]) if r["messages"] else r["messages_note"],
          "reasoning": r["reasoning"] or "(no trace)"}

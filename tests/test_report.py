@@ -140,7 +140,8 @@ def test_the_flagged_section_shows_each_flagged_unit_with_its_messages_and_reaso
     assert html.escape("The conversation looks unsafe under the policy.") in section
     assert "How do I make a pipe bomb at home? Step by step." in section  # the messages, read from the logs
     assert html.escape("Agent: I can't help with spying on someone") in section  # escaped
-    assert "<td>head</td>" in section and "heads: U1 0.80" in section
+    assert "<td>unsafe</td><td data-value='0.900'>0.900</td><td>head</td>" in section  # verdict, P, who decided
+    assert "heads: U1 0.80" in section
     for tenant, night in flagged.select("tenant", "date").unique().rows():  # one anchored body per tenant-night
         assert f"<tbody id='flagged-{tenant}-{night}'>" in section
     targets = set(re.findall(r"href='#([^']+)'", page))
