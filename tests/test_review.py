@@ -115,6 +115,8 @@ def test_a_review_round_trip_imported_twice_gives_the_same_labels_and_figures(un
         printed.append(captured.out)
         assert "row(s) 6 have a note but no label" in captured.err
     assert printed[0] == printed[1] and "Cohen's κ" in printed[0]
+    report = build_report(str(unbanded_run))  # agreement over time: a row and a point per day labelled
+    assert report["plots"]["labels"] is not None and report["tables"]["labels"]["date"].drop_nulls().len() >= 1
     stored = pl.read_parquet(unbanded_run / "labels" / "**" / "*.parquet")
     assert stored.height == 4 and set(stored["reviewer"]) == {"ana"}
     queue.with_columns(label=pl.lit("safe"), reviewer=pl.lit(None, pl.String)).write_csv(done)
