@@ -185,6 +185,19 @@ class StoreLease(_Lease):
                 FileSystems.delete([self.path])
 
 
+def _log_previous_holder(taken: _Lease, run_id: str) -> None:
+    """A routine rerun finds the last run's lease free: nothing to say on the terminal. An object-store lease that
+    is still there was not released (its run stopped beating): that is worth a warning."""
+    previous = taken.previous
+    if previous is None or previous.run_id == run_id:
+        return
+    if isinstance(taken, StoreLease):
+        log.warning("%s did not release the output lease (it may have crashed); it expired, so this run holds it now",
+                    previous.describe())  # fmt: skip
+    else:
+        log.debug("the output lease was free (last held by %s)", previous.describe())
+
+
 def _read(path: str) -> LeaseHolder | None:
     """The lease's holder; None when there is no lease file (or only an empty or cut-short claim). Raises
     `LeaseUnreadableError` when the file could not be read: Beam raises its own error types per filesystem for
@@ -245,8 +258,7 @@ def take_lease(
             time.sleep(min(5.0, max(0.2, deadline - time.monotonic())))
             continue
         if isinstance(taken, _Lease):
-            if taken.previous and taken.previous.run_id != run_id:
-                log.info("took over the output lease from %s", taken.previous.describe())
+            _log_previous_holder(taken, run_id)
             return taken
         if time.monotonic() >= deadline:
             waited = f" after waiting {wait_s:.0f} s" if wait_s else ""

@@ -85,6 +85,13 @@ def test_waiting_for_the_lock_gets_it_once_the_holder_releases(tmp_path):
         take_lease(str(tmp_path), "fourth", wait_s=1)
 
 
+def test_a_routine_rerun_says_nothing_about_the_last_runs_lease(tmp_path, caplog):
+    take_lease(str(tmp_path), "last-night").release()
+    with caplog.at_level("INFO", logger=run_lease.log.name), take_lease(str(tmp_path), "tonight") as lease:
+        assert lease.previous.run_id == "last-night"  # the file still names it: the lease was free, not taken
+    assert not [r for r in caplog.records if r.levelname != "DEBUG" and "last-night" in r.getMessage()]
+
+
 @pytest.fixture
 def quick_store(monkeypatch):
     monkeypatch.setattr(StoreLease, "settle_s", 0.05)
@@ -98,13 +105,14 @@ def test_store_lease_claims_by_read_back_and_refuses_a_live_holder(tmp_path, qui
     assert not (tmp_path / "_lease.json").exists()  # released: the claim file is deleted
 
 
-def test_store_lease_with_an_expired_heartbeat_is_taken_over_and_the_old_holder_notices(tmp_path, quick_store):
+def test_store_lease_with_an_expired_heartbeat_is_taken_over_and_the_old_holder_notices(tmp_path, quick_store, caplog):
     stale = take_lease(str(tmp_path), "stalled", store=True, ttl_s=0.2)
     stale._stop.set()  # a holder that stopped beating (a paused or partitioned worker)
     stale._thread.join()
     time.sleep(0.3)
     with take_lease(str(tmp_path), "taker", store=True) as taker:
         assert taker.previous.run_id == "stalled"
+        assert "did not release the output lease" in caplog.text and "stalled" in caplog.text
         stale._beat()
         assert stale.lost is not None and "taker" in stale.lost
 
