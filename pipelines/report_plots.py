@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -61,16 +61,20 @@ def _night_axis(ax, nights: Sequence[dt.date]) -> None:
     ax.set_xlabel("night (UTC)")
 
 
+def _small_multiples(panels: int, max_cols: int, panel_size: tuple[float, float]) -> tuple[Figure, Any]:
+    """A figure with one panel per tenant, at most `max_cols` to a row: (figure, 2-D array of axes)."""
+    cols = min(max_cols, panels)
+    rows = (panels + cols - 1) // cols
+    return _pyplot().subplots(rows, cols, figsize=(panel_size[0] * cols, panel_size[1] * rows), squeeze=False)
+
+
 def mix_figure(mix: pl.DataFrame) -> Figure | None:
     """Per tenant, stacked bars per night: safe / review / unsafe units (not summed over the range)."""
     if mix.height == 0:
         return None
     tenants = mix["tenant"].unique(maintain_order=True).to_list()
 
-    plt = _pyplot()
-    cols = min(3, len(tenants))
-    rows = (len(tenants) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.8 * rows), squeeze=False)
+    fig, axes = _small_multiples(len(tenants), 3, (4, 2.8))
     for ax, tenant in zip(axes.flat, tenants, strict=False):
         part = mix.filter(pl.col("tenant") == tenant).sort("date")
         nights = part["date"].to_list()
@@ -123,10 +127,7 @@ def histogram_figure(histogram: pl.DataFrame, threshold: float | None, bins: int
         return None
     tenants = histogram["tenant"].unique(maintain_order=True).to_list()
 
-    plt = _pyplot()
-    cols = min(4, len(tenants))
-    rows = (len(tenants) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
+    fig, axes = _small_multiples(len(tenants), 4, (3.2, 2.6))
     for ax, tenant in zip(axes.flat, tenants, strict=False):
         part = histogram.filter(pl.col("tenant") == tenant)
         ax.bar(part["low"].to_list(), part["units"].to_list(), width=1 / bins, align="edge", edgecolor="white")
