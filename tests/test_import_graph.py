@@ -1,4 +1,5 @@
-"""Imports flow downward: no circle among the project's modules (module-level and TYPE_CHECKING imports)."""
+"""Imports flow downward: no circle among the project's modules, counting module-level and TYPE_CHECKING imports
+and, separately, lazy ones inside functions too (a lazy circle is a circle the first call closes)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,14 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _module_level_imports(tree: ast.Module, package: str) -> set[str]:
-    """Imports outside function bodies (a lazy import inside a function is not an import-time edge)."""
+def _module_level_imports(tree: ast.Module, package: str, lazy: bool = False) -> set[str]:
+    """Imports outside function bodies (a lazy import inside a function is not an import-time edge); with `lazy`,
+    those inside functions too."""
     found: set[str] = set()
     pending: list[ast.AST] = list(tree.body)
     while pending:
         node = pending.pop()
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and not lazy:
             continue
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
@@ -35,13 +37,13 @@ def _module_level_imports(tree: ast.Module, package: str) -> set[str]:
     return found
 
 
-def import_graph() -> dict[str, set[str]]:
-    """Project module → the project modules it imports at import time."""
+def import_graph(lazy: bool = False) -> dict[str, set[str]]:
+    """Project module → the project modules it imports at import time (with `lazy`, or at any time)."""
     modules = {_module_name(path): path for package in PACKAGES for path in (ROOT / package).rglob("*.py")}
     graph = {}
     for name, path in modules.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        imports = _module_level_imports(ast.parse(path.read_text()), package)
+        imports = _module_level_imports(ast.parse(path.read_text()), package, lazy)
         graph[name] = {m for m in imports if m in modules and m != name}
     return graph
 
@@ -82,3 +84,10 @@ def test_the_graph_sees_type_checking_imports():
 
 def test_no_import_circle_among_project_modules():
     assert find_cycle(import_graph()) is None
+
+
+def test_no_import_circle_counting_lazy_imports():
+    lazy = import_graph(lazy=True)
+    assert "transforms.served_head" in lazy["pipelines.embedded_model"]  # a function-level import is seen
+    assert "transforms.served_head" not in import_graph()["pipelines.embedded_model"]
+    assert find_cycle(lazy) is None
