@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from policies import PolicyRegistry
 from transforms.date_window import DateWindow
 from transforms.engine import EngineSpec
+from transforms.file_splits import FileSplit
+from transforms.input_files import ListedFile
 from transforms.run_context import RunContext
 from transforms.verdict_cache import VerdictCache
 
@@ -31,3 +34,10 @@ class JobPlan:
     recorded_dead_letters: frozenset[str] = frozenset()  # keys of dead letters earlier runs published
     strict_input: bool = False  # --strict-input: no message normalisation
     column_map: tuple[tuple[str, str], ...] = ()  # --column-map: (job's column, file's column)
+    listed_files: tuple[ListedFile, ...] = ()  # the files the patterns matched, with size and mtime
+    reread_consumed: bool = False  # --reread-consumed: read files an earlier run consumed as if new
+    # set under the lease by `pipelines.night_input.with_input_plan`: the splits to read (None: the patterns,
+    # unpruned), the files opened, and the manifest's `input` counts
+    input_splits: tuple[FileSplit, ...] | None = None
+    opened_files: tuple[ListedFile, ...] = ()
+    input_counts: dict[str, Any] = dataclasses.field(default_factory=dict, hash=False, compare=False)

@@ -59,14 +59,6 @@ def _write_json(path: str, record: dict) -> None:
     FileSystems.rename([staged], [path])
 
 
-def count_rows_or_zero(path: str, count_rows) -> int:
-    """Rows in a file's footer; 0 for a file that is not readable Parquet (it becomes one dead letter)."""
-    try:
-        return count_rows(path)
-    except Exception:
-        return 0
-
-
 @dataclasses.dataclass
 class RunManifest:
     """What a run did, written at its start (`running`) and end (`succeeded`/`failed`)."""
@@ -84,6 +76,9 @@ class RunManifest:
     status: str = "running"  # running | succeeded | failed | abandoned (set by a later run: never finished)
     finished_at: str | None = None
     rows_read: int | None = None
+    # files listed / pruned by partition / already consumed / opened / skipped by statistics, row groups (skipped),
+    # rows read and not read (`transforms.input_plan.InputCounts`)
+    input_counts: dict[str, int] = dataclasses.field(default_factory=dict)
     per_tenant: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
     totals: dict[str, int] = dataclasses.field(default_factory=dict)
     error_counts: dict[str, int] = dataclasses.field(default_factory=dict)
@@ -112,6 +107,7 @@ class RunManifest:
             model=plan.context.model,
             template_version=template_version(plan.template),
             input_files=list(plan.input_files),
+            input_counts=dict(plan.input_counts),
             policies=used,
             judge_settings={
                 **dataclasses.asdict(plan.context.settings),

@@ -25,7 +25,8 @@ from pipelines.books import CountedMakeUnits, CountSkipped, SkipPublished, read_
 from pipelines.console import new_run_id
 from pipelines.exit_codes import AccountingError, exit_code_for
 from pipelines.job_plan import JobPlan
-from pipelines.manifest import RunManifest, count_rows_or_zero, mark_abandoned
+from pipelines.manifest import RunManifest, mark_abandoned
+from pipelines.night_input import record_consumed, with_input_plan
 from pipelines.options import ModerationOptions, judge_settings
 from pipelines.published import with_published
 from pipelines.run_lease import LeaseHeldError, take_lease
@@ -39,6 +40,8 @@ from transforms.date_window import DateWindow
 from transforms.disk_index import release_indexes
 from transforms.engine import EngineSpec
 from transforms.fake_engine import FakeEngineSpec
+from transforms.input_files import list_input_files, read_file_schema
+from transforms.input_plan import outside_by_partition
 from transforms.judge_units import JudgeUnitsDoFn, UnitGroup, group_units
 from transforms.progress import PROGRESS
 from transforms.read_logs import (
@@ -47,9 +50,6 @@ from transforms.read_logs import (
     DUPLICATES,
     SKIPPED,
     ReadConversations,
-    count_rows_in_file,
-    match_input_files,
-    read_file_schema,
 )
 from transforms.run_context import RunContext
 from transforms.verdict_cache import append_to_cache, open_cache
@@ -104,6 +104,7 @@ def build_pipeline(pipeline: beam.Pipeline, plan: JobPlan) -> dict:
         streaming_run_id=plan.run_id if streaming else None,
         strict_input=plan.strict_input,
         column_map=dict(plan.column_map),
+        splits=plan.input_splits,
     )
     _ = read[SKIPPED] | "CountSkipped" >> beam.ParDo(CountSkipped(plan.output, plan.run_id))
     made = read[CONVERSATIONS] | "MakeUnits" >> beam.ParDo(
@@ -178,8 +179,10 @@ def plan_job(options: ModerationOptions, engine_spec: EngineSpec | None = None) 
         reject_unknown_tenants=options.reject_unknown_tenants,
     )
     engine_spec = engine_spec or _engine_spec(options)
-    input_files = tuple(match_input_files(options.input))
-    check_column_map(input_files, column_map, read_file_schema)
+    listed = tuple(list_input_files(options.input))
+    dates = DateWindow.of(options.date, options.since, options.until)
+    in_window = [f.path for f in listed if not outside_by_partition(f, dates)]
+    check_column_map(in_window, column_map, read_file_schema)  # before anything is written
     model = _model_label(engine_spec)
     output = options.output.rstrip("/")
     run_id = options.run_id or new_run_id()
@@ -187,10 +190,12 @@ def plan_job(options: ModerationOptions, engine_spec: EngineSpec | None = None) 
         run_id=run_id, model=model, settings=settings, calibration=load_calibration(options.calibration)
     )
     return JobPlan(
-        input_files=input_files,
+        input_files=tuple(f.path for f in listed),
+        listed_files=listed,
+        reread_consumed=options.reread_consumed,
         output=output,
         run_id=run_id,
-        dates=DateWindow.of(options.date, options.since, options.until),
+        dates=dates,
         registry=registry,
         template=options.template,
         engine_spec=engine_spec,
@@ -234,11 +239,11 @@ def run(argv: Sequence[str] | None = None, engine_spec: EngineSpec | None = None
         raise ValueError("--wait-for-lock must be >= 0 and --lease-ttl > 0")
     with take_lease(plan.output, plan.run_id, job.wait_for_lock, job.lease_ttl) as lease:
         abandoned = mark_abandoned(plan.output, plan.run_id)
-        plan = with_published(plan)
+        plan = with_input_plan(with_published(plan))  # pruned by the window, less what earlier runs consumed
         manifest = RunManifest.start(plan, options.get_all_options(drop_default=True), abandoned)
         log.info("run %s: %d input file(s) → %s", plan.run_id, len(plan.input_files), plan.output)
         try:
-            rows_read = sum(count_rows_or_zero(path, count_rows_in_file) for path in plan.input_files)
+            rows_read = plan.input_counts["rows_read"]
             PROGRESS.start(rows_read)
             with beam.Pipeline(runner=make_runner(options, job.dask_workers), options=options) as pipeline:
                 build_pipeline(pipeline, plan)
@@ -246,6 +251,8 @@ def run(argv: Sequence[str] | None = None, engine_spec: EngineSpec | None = None
                 raise LeaseHeldError(f"lost the output's lease during the run: {lease.lost}")
             manifest.runner_metrics = accounting.read_counters(pipeline.result)
             manifest.finish(rows_read, read_books(plan.output, plan.run_id), plan.registry.likely_typo_of)
+            if manifest.status == "succeeded":
+                record_consumed(plan)
         except BaseException as exc:
             manifest.fail(exc)
             raise

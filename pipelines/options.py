@@ -152,6 +152,12 @@ class ModerationOptions(PipelineOptions):
             help="when another run holds the output's lease, wait up to this long for it (default: exit 5 at once)",
         )
         add("lease-ttl", type=float, default=300.0, help="seconds without a heartbeat after which a lease is stale")
+        parser.add_argument(
+            "--reread-consumed",
+            "--reread_consumed",
+            action="store_true",
+            help="read input files an earlier succeeded run of the same days consumed unchanged (default: skipped)",
+        )
         add(
             "verdict-cache",
             help="folder (local, gs://, s3://) of judgements kept across runs: content judged before is not re-run",

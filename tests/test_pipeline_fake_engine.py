@@ -183,8 +183,12 @@ def test_fake_engine_date_option_restricts_output(sample_run, tmp_path):
     moderate(out, "--date", "2026-11-26", run_id="one-day")
     manifest = read_manifest(out, "one-day")
     assert_books_balance(manifest)
-    assert manifest["rows_read"] == sample_rows()
-    assert manifest["totals"]["rows_skipped"] > 0
+    turns_file = SAMPLES / "turns-2026-11-27.parquet"  # every row on 11-27 by its statistics: no row read
+    turns_rows = pq.ParquetFile(turns_file).metadata.num_rows
+    assert manifest["rows_read"] == sample_rows() - turns_rows
+    assert manifest["input_counts"]["rows_not_read"] == turns_rows
+    assert manifest["input_counts"]["files_skipped_by_statistics"] == 1
+    assert manifest["totals"]["rows_skipped"] > 0  # the next day's file holds a late 11-26 conversation: read
     dates = {p.name for p in (out / "verdicts").glob("tenant=*/date=*")}
     assert dates == {"date=2026-11-26"}
     got = {(r["conversation_id"], r["unit"], r["turn_index"]) for r in verdict_rows(out)}

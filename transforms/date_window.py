@@ -36,3 +36,19 @@ class DateWindow:
     def contains(self, date: str) -> bool:
         """Whether a YYYY-MM-DD day is in the window (ISO days compare as strings)."""
         return (self.since is None or date >= self.since) and (self.until is None or date <= self.until)
+
+    @property
+    def bounded(self) -> bool:
+        """Whether both ends are given (the window is a finite list of days)."""
+        return self.since is not None and self.until is not None
+
+    def days(self) -> list[str] | None:
+        """Every day of a bounded window, in order; None when an end is open."""
+        if not self.bounded:
+            return None
+        first, last = dt.date.fromisoformat(self.since), dt.date.fromisoformat(self.until)
+        return [(first + dt.timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+
+    def overlaps(self, first: str, last: str) -> bool:
+        """Whether the days [first, last] share a day with the window."""
+        return (self.until is None or first <= self.until) and (self.since is None or last >= self.since)

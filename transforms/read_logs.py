@@ -13,15 +13,12 @@ letter with rows = the row count from its footer, or 0 when even the footer is u
 from __future__ import annotations
 
 import datetime as dt
-import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import IO
 
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.parquet as pq
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.pvalue import PBegin, PCollection, TaggedOutput
 
@@ -29,6 +26,10 @@ from transforms.column_map import mapped_schema, shown_column, source_column
 from transforms.conversation_ids import KeepFirstSeenDoFn, keep_first
 from transforms.date_window import DateWindow
 from transforms.file_splits import SPLIT_ROWS, FileSplit, plan_splits
+from transforms.input_files import InputError as InputError
+from transforms.input_files import OpenFile, match_input_files, open_with_beam
+from transforms.input_files import count_rows_in_file as count_rows_in_file
+from transforms.input_files import read_file_schema as read_file_schema
 from transforms.log_rows import canonical_batch, turn_conversations
 from transforms.log_schema import (
     CANONICAL,
@@ -42,55 +43,12 @@ from transforms.log_schema import (
 from transforms.records import DEAD_LETTER, Conversation, DeadLetter
 from transforms.validate_logs import RawConversation, validate_conversation
 
-OpenFile = Callable[[str], IO[bytes]]
-
 CONVERSATIONS = "conversations"
 SKIPPED = "skipped"
 DUPLICATES = "duplicates"
 BATCH_ROWS = 4096
 # What pyarrow raises for a file that is not Parquet or is corrupt (thrift errors surface as OSError).
 _PARQUET_ERRORS = (pa.ArrowException, OSError, ValueError, EOFError)
-
-
-class InputError(ValueError):
-    """The input patterns are unusable (e.g. one matches no file)."""
-
-
-def match_input_files(patterns: Sequence[str]) -> list[str]:
-    """The files matching `patterns` (globs, any Beam filesystem), sorted and de-duplicated.
-
-    A local directory stands for the `*.parquet` files in it. Raises `InputError` naming the first pattern
-    that matches nothing.
-    """
-    if not patterns:
-        raise InputError("no input pattern given")
-    files: set[str] = set()
-    for pattern in patterns:
-        glob = FileSystems.join(pattern, "*.parquet") if os.path.isdir(pattern) else pattern
-        try:
-            matched = [m.path for m in FileSystems.match([glob])[0].metadata_list]
-        except Exception as exc:  # BeamIOError, or ValueError for an unknown scheme
-            raise InputError(f"input pattern {pattern!r} could not be matched: {exc}") from exc
-        if not matched:
-            raise InputError(f"input pattern {pattern!r} matched no files")
-        files.update(matched)
-    return sorted(files)
-
-
-def _open_with_beam(path: str) -> IO[bytes]:
-    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
-
-
-def count_rows_in_file(path: str, open_file: OpenFile | None = None) -> int:
-    """The row count in a Parquet file's footer; raises (pyarrow's error) if the file is not Parquet."""
-    with (open_file or _open_with_beam)(path) as f:
-        return pq.ParquetFile(f).metadata.num_rows
-
-
-def read_file_schema(path: str, open_file: OpenFile | None = None) -> pa.Schema:
-    """The Arrow schema in a Parquet file's footer; raises (pyarrow's error) if the file is not Parquet."""
-    with (open_file or _open_with_beam)(path) as f:
-        return pq.ParquetFile(f).schema_arrow
 
 
 def _one_line(exc: BaseException) -> str:
@@ -187,7 +145,7 @@ def read_conversations_from_file(
     errors parsing it become one `unreadable_file` dead letter. `strict` is `--strict-input` (no message
     normalisation); `column_map` is `--column-map` ({job's column name: the file's column}).
     """
-    with (open_file or _open_with_beam)(path) as f:
+    with (open_file or open_with_beam)(path) as f:
         yield from _read_parquet(f, path, strict, column_map, row_groups)
 
 
@@ -242,7 +200,8 @@ class ReadConversations(beam.PTransform):
     ids are checked against an on-disk index of those seen (`KeepFirstSeenDoFn`): nothing holds the input in
     memory, and the copy kept is the same on one worker. Without it, a GroupByKey on the id (exact across
     workers of a distributed runner), and a large file is read as several row-group ranges spread over the
-    workers (`transforms.file_splits`, about `split_rows` rows each). `strict_input` and `column_map` are as in
+    workers (`transforms.file_splits`, about `split_rows` rows each). `splits` (from `transforms.input_plan`)
+    replaces the patterns: those splits are read as planned. `strict_input` and `column_map` are as in
     `read_conversations_from_file`.
     """
 
@@ -256,6 +215,7 @@ class ReadConversations(beam.PTransform):
         column_map: dict[str, str] | None = None,
         split_rows: int = SPLIT_ROWS,
         dates: DateWindow | None = None,
+        splits: Sequence[FileSplit] | None = None,
     ):
         super().__init__()
         if only_date is not None:
@@ -270,14 +230,18 @@ class ReadConversations(beam.PTransform):
         self._strict_input = strict_input
         self._column_map = dict(column_map or {})
         self._split_rows = split_rows
+        self._splits = None if splits is None else list(splits)
 
     def expand(self, pbegin: PBegin) -> dict[str, PCollection]:
-        files = match_input_files(self._patterns)
         streaming = self._streaming_run_id is not None
+        planned = self._splits is not None  # pruned and split on the launcher (`transforms.input_plan`)
+        files = self._splits if planned else match_input_files(self._patterns)
         # Streaming: files in sorted order, in the same fused stage as everything downstream (no shuffle).
         listed = pbegin | "ListFiles" >> beam.Create(files, reshuffle=not streaming)
-        if not streaming:  # large files as row-group ranges, spread over the workers
-            split = (self._open_file or _open_with_beam, self._split_rows, self._strict_input, self._column_map)
+        if planned and not streaming:
+            listed = listed | "SpreadSplits" >> beam.Reshuffle()
+        elif not streaming:  # large files as row-group ranges, spread over the workers
+            split = (self._open_file or open_with_beam, self._split_rows, self._strict_input, self._column_map)
             listed = listed | "SplitFiles" >> beam.FlatMap(plan_splits, *split) | "SpreadSplits" >> beam.Reshuffle()
         read = listed | "ReadFiles" >> beam.ParDo(
             _ReadFileFn(self._dates, self._open_file, self._strict_input, self._column_map)
