@@ -11,6 +11,7 @@
 | 6 | accounting does not balance (rows or units unaccounted for) | rerun; report if it persists |
 | 7 | engine failure (the model could not be loaded or the engine died for good) | check the model and the worker |
 | 8 | output unreadable (what earlier runs published could not be listed or read) | check the output's storage |
+| 9 | a `--day-by-day` backfill partly failed: the days named failed, the others succeeded | rerun the same command |
 """
 
 from __future__ import annotations
@@ -32,10 +33,20 @@ LOCKED = 5
 ACCOUNTING = 6
 ENGINE = 7
 OUTPUT_UNREADABLE = 8
+PARTIAL = 9
 
 
 class AccountingError(RuntimeError):
     """The run finished but its books do not balance."""
+
+
+class BackfillError(RuntimeError):
+    """Some days of a `--day-by-day` backfill failed (`pipelines.backfill`); `exit_code` is the backfill's."""
+
+    def __init__(self, message: str, exit_code: int, result: object = None) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.result = result
 
 
 def _chain(exc: BaseException | None) -> Iterator[BaseException]:
@@ -53,6 +64,8 @@ def exit_code_for(exc: BaseException) -> int:
     type (and for the engine, its name in the message) survives the runner.
     """
     for link in _chain(exc):
+        if isinstance(link, BackfillError):
+            return link.exit_code
         if isinstance(link, InputError):
             return INPUT_NOT_FOUND
         if isinstance(link, PolicyError):

@@ -21,6 +21,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import accounting
+from pipelines.backfill import BackfillResult, run_by_day
 from pipelines.books import CountedMakeUnits, CountSkipped, SkipPublished, read_books
 from pipelines.console import new_run_id
 from pipelines.exit_codes import AccountingError, exit_code_for
@@ -227,13 +228,17 @@ def _model_label(engine_spec: EngineSpec) -> str:
     return getattr(engine_spec, "model", None) or getattr(engine_spec, "model_name", type(engine_spec).__name__)
 
 
-def run(argv: Sequence[str] | None = None, engine_spec: EngineSpec | None = None) -> RunManifest:
-    """Run the job; returns its manifest. Raises when the run fails or its accounting does not hold."""
+def run(argv: Sequence[str] | None = None, engine_spec: EngineSpec | None = None) -> RunManifest | BackfillResult:
+    """Run the job; returns its manifest (with `--day-by-day`, the backfill's days). Raises when the run fails or
+    its accounting does not hold."""
     argv = list(argv) if argv is not None else sys.argv[1:]
     check_usage(argv)
     options = PipelineOptions(argv)
     FileSystems.set_options(options)  # the launcher lists inputs and takes the lease before Beam would set them
     job = options.view_as(ModerationOptions)
+    if job.day_by_day:  # one run per day (`pipelines.backfill`)
+        dates = DateWindow.of(job.date, job.since, job.until)
+        return run_by_day(argv, dates, job.run_id or new_run_id(), job.output or "", lambda a: run(a, engine_spec))
     plan = plan_job(job, engine_spec)
     if job.wait_for_lock < 0 or job.lease_ttl <= 0:
         raise ValueError("--wait-for-lock must be >= 0 and --lease-ttl > 0")

@@ -153,6 +153,12 @@ class ModerationOptions(PipelineOptions):
         )
         add("lease-ttl", type=float, default=300.0, help="seconds without a heartbeat after which a lease is stale")
         parser.add_argument(
+            "--day-by-day",
+            "--day_by_day",
+            action="store_true",
+            help="with --since and --until: one run per day (own manifest; a failed day fails only itself, exit 9)",
+        )
+        parser.add_argument(
             "--reread-consumed",
             "--reread_consumed",
             action="store_true",
