@@ -7,10 +7,8 @@ prefix cache. Identical units (same content key) are judged once and the verdict
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
@@ -18,6 +16,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.utils import shared
 
+from transforms.batch_heartbeat import HEARTBEAT
 from transforms.cascade import judge_batch
 from transforms.counters import ENGINE_MS, ENGINE_TOKENS, count
 from transforms.engine import EngineSpec, VerdictEngine
@@ -40,25 +39,9 @@ UnitGroup = tuple[str, Sequence[ModerationUnit]]  # (content key, the units shar
 PROGRESS_EVERY_S = 30.0
 
 
-@contextlib.contextmanager
 def progress_heartbeat(batch: int, done_before: int, every_s: float = PROGRESS_EVERY_S):
     """While an engine call runs, log a line every `every_s` seconds: a long CPU batch must not look hung."""
-    stop = threading.Event()
-    started = time.monotonic()
-
-    def beat() -> None:
-        while not stop.wait(every_s):
-            log.info("judging a batch of %d unit(s): %.0f s so far (%d done before it in this worker; %s)",
-                     batch, time.monotonic() - started, done_before, PROGRESS.describe(),
-                     extra={"progress": True})  # fmt: skip
-
-    thread = threading.Thread(target=beat, name="rsafe-progress", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=1)
+    return HEARTBEAT.running(batch, done_before, every_s, log, PROGRESS.describe)
 
 
 class EngineHolder:
