@@ -25,6 +25,7 @@ from pipelines.backfill import BackfillResult, run_by_day
 from pipelines.books import CountedMakeUnits, CountSkipped, SkipPublished, read_books
 from pipelines.console import new_run_id
 from pipelines.exit_codes import AccountingError, exit_code_for
+from pipelines.gc_tuning import fewer_collections
 from pipelines.job_plan import JobPlan
 from pipelines.manifest import RunManifest, mark_abandoned
 from pipelines.night_input import record_consumed, with_input_plan
@@ -250,7 +251,10 @@ def run(argv: Sequence[str] | None = None, engine_spec: EngineSpec | None = None
         try:
             rows_read = plan.input_counts["rows_read"]
             PROGRESS.start(rows_read)
-            with beam.Pipeline(runner=make_runner(options, job.dask_workers), options=options) as pipeline:
+            with (
+                fewer_collections(),
+                beam.Pipeline(runner=make_runner(options, job.dask_workers), options=options) as pipeline,
+            ):
                 build_pipeline(pipeline, plan)
             if lease.lost:
                 raise LeaseHeldError(f"lost the output's lease during the run: {lease.lost}")

@@ -86,13 +86,20 @@ def neutralize_content(text: str) -> str:
     full-width brackets), so content can neither end the thought, open a verdict box, close the conversation
     block, fake a turn nor leave the user message, whichever model's chat template wraps it.
     """
-    text = _SPECIAL_TOKEN.sub(lambda m: f"‹|{m.group(1)}|›", text)
-    text = _FULLWIDTH_MARKER.sub(lambda m: f"‹｜{m.group(1)}｜›", text)
-    text = _SYS_MARKER.sub(lambda m: f"‹‹{m.group(1)}››", text)
-    text = _ANGLE_MARKER.sub(lambda m: f"‹{m.group(1)}›", text)
-    text = _BRACKET_MARKER.sub(lambda m: f"［{m.group(1)}］", text)
-    text = _TAG.sub(lambda m: f"‹{m.group(1)}›", text)
-    text = _BOXED.sub("[boxed]", text)
+    # Each pattern needs a character most messages lack; no replacement adds one, so testing the input is exact.
+    if "<" in text:
+        text = _SPECIAL_TOKEN.sub(lambda m: f"‹|{m.group(1)}|›", text)
+        text = _FULLWIDTH_MARKER.sub(lambda m: f"‹｜{m.group(1)}｜›", text)
+        text = _SYS_MARKER.sub(lambda m: f"‹‹{m.group(1)}››", text)
+        text = _ANGLE_MARKER.sub(lambda m: f"‹{m.group(1)}›", text)
+    if "[" in text:
+        text = _BRACKET_MARKER.sub(lambda m: f"［{m.group(1)}］", text)
+    if "<" in text:
+        text = _TAG.sub(lambda m: f"‹{m.group(1)}›", text)
+    if "\\" in text:
+        text = _BOXED.sub("[boxed]", text)
+    if ":" not in text:
+        return text
     return _SPEAKER_TAG.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3)}：", text)
 
 
