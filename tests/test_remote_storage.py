@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import urllib.request
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -44,6 +45,9 @@ def s3_server():
     server.start()
     host, port = server.get_host_and_port()
     url = f"http://{host}:{port}"
+    # moto keeps its buckets in process-wide state that outlives a server: without a reset, the objects an earlier
+    # test wrote (tests/test_night_pruning.py also writes s3://verdicts/out) are still there for this one
+    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"), timeout=30).close()
     client = boto3.client(
         "s3", endpoint_url=url, aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
     )
