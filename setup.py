@@ -25,8 +25,9 @@ setup(
     packages=["pipelines", "transforms", "policies", "training"],
     package_data={
         "policies": ["definitions/*.yaml", "definitions/*.yml", "definitions/*.json"],
-        # The embedded guard's LoRA adapter (merged into the base model once per worker's model cache).
-        "pipelines": ["embedded_guard/*.json", "embedded_guard/*.safetensors"],
+        # The embedded guard's LoRA adapter and its decision head (folded into the merged model once per worker's
+        # model cache): a worker installed from this file needs both to build `embedded:guard`.
+        "transforms": [f"embedded_guard/{sub}*.{ext}" for sub in ("", "head/") for ext in ("json", "safetensors")],
     },
     install_requires=_requirements("base.txt"),
     extras_require={

@@ -75,7 +75,7 @@ def engine_child(args: argparse.Namespace) -> dict:
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
-    from pipelines.embedded_model import EMBEDDED_MODEL_NAME
+    from transforms.embedded_model import EMBEDDED_MODEL_NAME
     from transforms.vllm_engine import VllmEngineSpec
 
     spec = VllmEngineSpec(**CONFIGS[args.config])

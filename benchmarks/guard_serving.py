@@ -62,8 +62,8 @@ def benchmark_prompts(n: int) -> list[str]:
 
 def run_variant(variant: str, n: int, max_tokens: int) -> dict:
     """One variant in this process: start the engine, judge the prompts once, report."""
-    from pipelines.embedded_model import GUARD_ADAPTER_DIR, ensure_embedded_guard, ensure_embedded_model
     from transforms.cascade import judge_batch
+    from transforms.embedded_model import GUARD_ADAPTER_DIR, ensure_embedded_guard, ensure_embedded_model
     from transforms.engine import SamplingSettings
     from transforms.judging import JudgeRequest, JudgeSettings
     from transforms.vllm_engine import VllmEngine, VllmEngineSpec

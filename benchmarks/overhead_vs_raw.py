@@ -70,10 +70,10 @@ def main(argv=None) -> dict:
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
-    from pipelines.embedded_model import EMBEDDED_MODEL_NAME
     from pipelines.moderate import run
     from transforms.batching import BatchPerKeyDoFn
     from transforms.cascade import judge_batch
+    from transforms.embedded_model import EMBEDDED_MODEL_NAME
     from transforms.engine import SamplingSettings
     from transforms.judging import JudgeRequest, JudgeSettings
     from transforms.vllm_engine import VllmEngineSpec

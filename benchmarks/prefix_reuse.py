@@ -66,7 +66,7 @@ def child(args: argparse.Namespace) -> None:
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
-    from pipelines.embedded_model import EMBEDDED_MODEL_NAME
+    from transforms.embedded_model import EMBEDDED_MODEL_NAME
     from transforms.vllm_engine import VllmEngineSpec
 
     caching = args.child == "cache-on"

@@ -10,9 +10,9 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.embedded_model import guard_model_name
 from pipelines.moderate import run
 from tests.test_pipeline_fake_engine import assert_books_balance, read_manifest
+from transforms.embedded_model import guard_model_name
 
 pytestmark = pytest.mark.real_engine
 pytest.importorskip("distributed")

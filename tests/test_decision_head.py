@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from pipelines.decision_head import (  # noqa: E402
+from transforms.decision_head import (  # noqa: E402
     build_folded_model,
     fold_head,
     head_version,
@@ -22,7 +22,7 @@ LAYERS, HIDDEN = 4, 16
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from pipelines.embedded_model import ensure_embedded_model
+    from transforms.embedded_model import ensure_embedded_model
 
     return transformers.AutoTokenizer.from_pretrained(ensure_embedded_model())
 

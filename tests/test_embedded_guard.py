@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 
-from pipelines import embedded_model as em
-from pipelines.decision_head import FOLD_VERSION
+from transforms import embedded_model as em
+from transforms.decision_head import FOLD_VERSION
 from transforms.served_head import ServedHead
 from transforms.vllm_engine import VllmEngineSpec
 
@@ -65,7 +65,7 @@ def test_guard_is_built_once_per_adapter_and_head_version():
 
 
 def test_the_committed_head_is_complete_and_documented():
-    from pipelines.decision_head import read_head
+    from transforms.decision_head import read_head
 
     config, tensors = read_head(em.GUARD_HEAD_DIR)
     assert config["base"] == em.LORA_ALIAS and 1 <= config["layer"] <= 30

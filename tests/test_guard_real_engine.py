@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.embedded_model import (
+from policies import load_policy_registry
+from tests.conftest import REAL_ENGINE_SPEC
+from training.rewards import format_score, rsafe_reward
+from transforms.cascade import judge_batch
+from transforms.embedded_model import (
     EMBEDDED_MODEL_NAME,
     GUARD_ALIAS,
     adapter_version,
@@ -14,10 +18,6 @@ from pipelines.embedded_model import (
     guard_model_name,
     resolve_model,
 )
-from policies import load_policy_registry
-from tests.conftest import REAL_ENGINE_SPEC
-from training.rewards import format_score, rsafe_reward
-from transforms.cascade import judge_batch
 from transforms.engine import Continuation, SamplingSettings
 from transforms.judging import JudgeRequest, JudgeSettings, p_unsafe_from_logprobs
 from transforms.prompts import render_prompt

@@ -11,8 +11,8 @@ import pytest
 
 pytest.importorskip("sklearn")
 
-from pipelines.decision_head import read_head
 from training.head_fit import fit_step
+from transforms.decision_head import read_head
 
 HIDDEN, LAYERS = 8, (12, 20)
 

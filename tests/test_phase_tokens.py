@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from pipelines.embedded_model import ensure_embedded_model
 from transforms.cascade import judge_batch
+from transforms.embedded_model import ensure_embedded_model
 from transforms.engine import SamplingSettings
 from transforms.judge_units import JudgeUnitsDoFn
 from transforms.judging import JudgeRequest, JudgeSettings

@@ -12,11 +12,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.embedded_model import guard_model_name
 from pipelines.moderate import run
 from policies import load_policy_registry
 from tests.conftest import REAL_ENGINE_SPEC
 from transforms.cascade import judge_batch
+from transforms.embedded_model import guard_model_name
 from transforms.engine import Continuation, SamplingSettings
 from transforms.judging import JudgeRequest, JudgeSettings, verdict_opening
 from transforms.prompts import fit_conversation, render_prompt

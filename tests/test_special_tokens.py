@@ -12,7 +12,7 @@ import types
 
 import pytest
 
-from pipelines.embedded_model import ensure_embedded_model
+from transforms.embedded_model import ensure_embedded_model
 from transforms.special_tokens import WORD_JOINER, break_special_tokens, special_token_strings
 
 FAMILIES = {

@@ -9,7 +9,6 @@ import random
 
 import pytest
 
-from pipelines.embedded_model import ensure_embedded_model
 from policies import DEFAULT_POLICY_ID, load_policies
 from training.dataset import DataConfig, balanced_split, build_datasets, clean_items, split_of
 from training.overlap import evaluation_texts, normalize_text
@@ -17,6 +16,7 @@ from training.paths import DEFAULT_BENCHMARKS_DIR
 from training.policy_variants import choose_policy, codes_for, derived_policy, label_under
 from training.sources import LabelledText
 from transforms.chat_format import chat_prompt_text
+from transforms.embedded_model import ensure_embedded_model
 from transforms.records import Conversation, Message
 from transforms.units import make_units
 

@@ -4,7 +4,7 @@ For each record the token sequence is `transforms.chat_format.score_position_ids
 empty thought, an opened box: exactly what the served engine sends), and the features are taken at its last
 token: the final normed hidden state, and the residual stream after each of `layers`, divided by the RMS of the
 final residual (what the final norm divides by, so a head on layer k can be folded into the served model:
-`pipelines.decision_head`).
+`transforms.decision_head`).
 
 The engine is vLLM's pooling runner with last-token pooling and prefix caching: rows come sorted by policy, and
 the first row of each policy is sent alone before the rest, so the policy prefix (~300-900 tokens) is computed

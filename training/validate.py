@@ -81,7 +81,7 @@ def validate(model_dir: str, data_dir: Path, max_tokens: int = 128, limit: int |
 
 def _with_model(base: str, adapter: str, run: Callable[[str], dict]) -> dict:
     """Run `run(model_dir)` on `base` merged with `adapter` (in a temporary folder), or on `base` alone."""
-    from pipelines.embedded_model import merge_adapter
+    from transforms.embedded_model import merge_adapter
 
     if not adapter:
         return run(base)

@@ -1,4 +1,4 @@
-"""What an engine knows about a decision head folded into its model (`pipelines.decision_head` folds it).
+"""What an engine knows about a decision head folded into its model (`transforms.decision_head` folds it).
 
 A folded model folder carries `rsafe_head.json`: the head's version, the token ids whose logits at the box make
 the head (`safe` and the decision token: the head's score is their difference), and the special tokens whose rows

@@ -51,14 +51,14 @@ class VllmEngineSpec:
         return f"vllm:{dataclasses.astuple(self)}"
 
     def resolved_model(self) -> str:
-        from pipelines.embedded_model import resolve_model
+        from transforms.embedded_model import resolve_model
 
         return resolve_model(self.model)
 
     @property
     def model_label(self) -> str:
         """The model as recorded on verdicts: the embedded guard as base + adapter version."""
-        from pipelines.embedded_model import model_label
+        from transforms.embedded_model import model_label
 
         return model_label(self.model)
 
@@ -109,7 +109,7 @@ def _load_tokenizer(model_dir: str):
 
 
 def _is_embedded(model: str | None) -> bool:
-    from pipelines.embedded_model import is_embedded
+    from transforms.embedded_model import is_embedded
 
     return is_embedded(model)
 

