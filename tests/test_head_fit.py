@@ -57,6 +57,10 @@ def test_fit_chooses_the_informative_layer_and_saves_a_head(tmp_path):
     assert decision["validation"]["auroc"] > 0.95 and decision["validation"]["ece"] is not None
     assert decision["validation_with_intercept"]["auroc"] == pytest.approx(decision["validation"]["auroc"], abs=0.02)
     assert fit["tfidf_baseline"]["validation"]["auroc"] is not None
+    curve = fit["rows_curve"]  # nested shares of the training rows; all of them is the chosen fit again
+    assert [c["train_rows"] for c in curve.values()] == sorted(c["train_rows"] for c in curve.values())
+    assert curve["1"]["train_rows"] == fit["rows"]["train"]
+    assert curve["1"]["auroc"] == pytest.approx(decision["validation"]["auroc"])
     assert fit["categories"]["U1"]["fitted"] and fit["categories"]["U1"]["validation_auroc"] > 0.9
     head_config, tensors = read_head(out / "head")
     assert head_config["layer"] == 12 and head_config["base"] == "embedded:lora"

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 C_GRID = (0.1, 0.3, 1.0, 3.0, 10.0)  # C = 1 was best at the edge of (0.003 .. 1) on layer 22
 MIN_CATEGORY_POSITIVES = 40
+ROWS_CURVE_SHARES = (0.125, 0.25, 0.5, 1.0)
 FINAL = "final"  # the candidate that reads the final normed state (no later layers to project)
 
 
@@ -141,6 +142,20 @@ def fit_decision(
     return best, grid
 
 
+def rows_curve(
+    X: np.ndarray, y: np.ndarray, train: np.ndarray, val: np.ndarray, C: float, shares=ROWS_CURVE_SHARES
+) -> dict[str, dict]:
+    """Validation AUROC of the chosen read-out refitted on nested random shares of the training rows (the last
+    share is all of them, so it repeats the chosen fit): whether more rows still help."""
+    order = np.random.default_rng(0).permutation(np.flatnonzero(train))
+    curve = {}
+    for share in shares:
+        rows = order[: max(2, round(share * len(order)))]
+        w, _ = fit_scaled(X[rows], y[rows], C)
+        curve[f"{share:g}"] = {"train_rows": len(rows), "auroc": scores_report(y[val], X[val] @ w)["auroc"]}
+    return curve
+
+
 def fit_categories(
     records: Sequence[dict], normed: np.ndarray, train: np.ndarray, val: np.ndarray, C: float
 ) -> tuple[dict[str, np.ndarray], dict]:
@@ -221,6 +236,7 @@ def fit_step(records: Sequence[dict], out: Path, config: Any) -> dict:
             "adaptation": adaptation(validation, z),
         },
         "grid": grid,
+        "rows_curve": rows_curve(X, y, train, val, choice["C"]),
         "tfidf_baseline": {
             "validation": tfidf,
             "by_source": by_group(validation, y[val], z_tfidf, source),
