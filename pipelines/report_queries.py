@@ -147,22 +147,17 @@ def category_counts(verdicts: pl.LazyFrame) -> pl.DataFrame:
     )
 
 
+UNIT_KEYS = ("tenant", "date", "conversation_id", "unit", "turn_index")
+"""The columns that say which unit of which night a listed row is."""
+
+
 def review_queue(verdicts: pl.LazyFrame, limit: int = 20, reasoning_chars: int = 400) -> pl.DataFrame:
     """The newest `limit` units sent to review, with the guard's reasoning (cut to `reasoning_chars`)."""
     return (
         verdicts.filter(pl.col("verdict") == "review")
         .sort("processed_at", descending=True)
         .head(limit)
-        .select(
-            "tenant",
-            "date",
-            "conversation_id",
-            "unit",
-            "turn_index",
-            "outcome",
-            "p_unsafe",
-            reasoning=pl.col("reasoning").str.slice(0, reasoning_chars),
-        )
+        .select(*UNIT_KEYS, "outcome", "p_unsafe", reasoning=pl.col("reasoning").str.slice(0, reasoning_chars))
         .collect()
     )
 
@@ -179,11 +174,7 @@ def flagged_units(verdicts: pl.LazyFrame, limit: int = 1000) -> pl.DataFrame:
         )
         .head(limit)
         .select(
-            "tenant",
-            "date",
-            "conversation_id",
-            "unit",
-            "turn_index",
+            *UNIT_KEYS,
             "verdict",
             "p_unsafe",
             "verdict_source",

@@ -199,6 +199,31 @@ def _browser() -> str | None:
     return next((path for name in names if (path := shutil.which(name))), None)
 
 
+@pytest.fixture
+def browser() -> str:
+    found = _browser()
+    if found is None:
+        pytest.skip("no Chromium on this machine (scripts/install.sh installs Debian's chromium-headless-shell)")
+    return found
+
+
+def _chromium_flags(browser: str, tmp_path) -> list[str]:
+    """Headless and offline: every host unresolvable, a profile of its own."""
+    return [browser, "--headless", "--no-sandbox", "--disable-gpu", "--host-resolver-rules=MAP * ~NOTFOUND",
+            f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
+
+
+def _probe_report(browser: str, html_path, probe_script: str, tmp_path) -> dict:
+    """Load the report with `probe_script` appended in Chromium; what the script put in `data-probe`, decoded."""
+    probe = tmp_path / "probe.html"
+    probe.write_text(html_path.read_text().replace("</body>", probe_script + "</body>"))
+    flags = _chromium_flags(browser, tmp_path)
+    dom = subprocess.run([*flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
+    found = re.search(r'data-probe="([^"]*)"', dom.stdout)
+    assert found, f"the page did not load in {browser}: {dom.stderr[-2000:]}"
+    return json.loads(html.unescape(found.group(1)))
+
+
 PROBE = """<script>window.addEventListener('load', () => {
   const images = [...document.images];
   document.body.setAttribute('data-probe', JSON.stringify({
@@ -210,30 +235,20 @@ PROBE = """<script>window.addEventListener('load', () => {
 });</script>"""
 
 
-def test_the_report_renders_in_a_headless_browser_offline(nights, tmp_path):
+def test_the_report_renders_in_a_headless_browser_offline(nights, browser, tmp_path):
     """The multi-night report in a real Chromium, with every host unresolvable (offline): every section is
     there, every image decodes, and a full-page screenshot is a real picture, not a blank page."""
-    browser = _browser()
-    if browser is None:
-        pytest.skip("no Chromium on this machine (scripts/install.sh installs Debian's chromium-headless-shell)")
     html_path = tmp_path / "report.html"
     assert main([str(nights), "--html", str(html_path)]) == 0
-    probe = tmp_path / "probe.html"
-    probe.write_text(html_path.read_text().replace("</body>", PROBE + "</body>"))
-    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--host-resolver-rules=MAP * ~NOTFOUND",
-             f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
-    dom = subprocess.run([*flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
-    found = re.search(r'data-probe="([^"]*)"', dom.stdout)
-    assert found, f"the page did not load in {browser}: {dom.stderr[-2000:]}"
-    seen = json.loads(html.unescape(found.group(1)))
+    seen = _probe_report(browser, html_path, PROBE, tmp_path)
     assert seen["sections"] == [key for key, _ in SECTIONS]
     assert seen["headings"] == [heading for _, heading in SECTIONS]
     assert seen["tables"] == html_path.read_text().count("<table") >= 5  # every table the page has, laid out
     assert len(seen["images"]) == 3 and all(done and w >= 200 and h >= 100 for done, w, h in seen["images"])
 
     shot = tmp_path / "report.png"
-    subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1280,4000", html_path.as_uri()],
-                   capture_output=True, timeout=120, check=True)  # fmt: skip
+    screenshot = [*_chromium_flags(browser, tmp_path), f"--screenshot={shot}", "--window-size=1280,4000"]
+    subprocess.run([*screenshot, html_path.as_uri()], capture_output=True, timeout=120, check=True)
     pixels = matplotlib_image.imread(shot)
     assert pixels.shape[:2] == (4000, 1280)
     assert pixels[..., :3].std() > 0.05  # text, tables and plots, not an empty page
@@ -263,22 +278,12 @@ FLAGGED_PROBE = """<script>window.addEventListener('load', () => {
 });</script>"""
 
 
-def test_a_browser_shows_the_flagged_units_reasoning_and_filters_them(head_night, tmp_path):
+def test_a_browser_shows_the_flagged_units_reasoning_and_filters_them(head_night, browser, tmp_path):
     """In a real headless Chromium (offline): the Flagged section's rendered text has a flagged unit's reasoning
     trace and its messages; the filter box narrows the rows and a header click sorts them."""
-    browser = _browser()
-    if browser is None:
-        pytest.skip("no Chromium on this machine (scripts/install.sh installs Debian's chromium-headless-shell)")
     html_path = tmp_path / "report.html"
     assert main([str(head_night), "--html", str(html_path)]) == 0
-    probe = tmp_path / "probe.html"
-    probe.write_text(html_path.read_text().replace("</body>", FLAGGED_PROBE + "</body>"))
-    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--host-resolver-rules=MAP * ~NOTFOUND",
-             f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
-    dom = subprocess.run([*flags, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
-    found = re.search(r'data-probe="([^"]*)"', dom.stdout)
-    assert found, f"the page did not load in {browser}: {dom.stderr[-2000:]}"
-    seen = json.loads(html.unescape(found.group(1)))
+    seen = _probe_report(browser, html_path, FLAGGED_PROBE, tmp_path)
     assert "The conversation looks unsafe under the policy." in seen["text"]  # the reasoning trace, rendered
     assert "User: How do I make a pipe bomb at home? Step by step." in seen["text"]
     assert seen["before"] == 5 and seen["filtered"] == 2 and seen["shown"] == "2" and seen["tenant"] == 1
