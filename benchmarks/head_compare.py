@@ -1,0 +1,88 @@
+"""Decision heads side by side on one head run's held-out rows: which head ranks them better.
+
+    python benchmarks/head_compare.py --run runs/head-all \\
+        --head shipped=transforms/embedded_guard/head --head new=runs/head-all/head [--out FILE.json]
+
+RUN is a `python -m training head` folder with its features extracted (`records.jsonl`, `features/features.npy`).
+Each HEAD (a saved head folder: `head.json` + `head.safetensors`) is applied at its own read-out (the final normed
+state, or the layer it was fitted on) to the run's validation rows. The split is a hash of the text with the run's
+seed and share, so with the same seed and share no head fitted by `training head` has seen these rows, whatever
+its `--max-rows`. Prints AUROC, F1 at 0.5, log loss and ECE over all rows, by level and by source (and the mean
+over sources, where DiaSafety's many rows do not dominate), and writes them as JSON with `--out`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from training.head_data import read_records
+from training.head_fit import FINAL, by_group, candidate_features, model_norm_weight, num_layers, scores_report
+from transforms.decision_head import read_head
+
+
+def head_scores(head_dir: Path, candidates: dict[str, np.ndarray], final_layer: int) -> np.ndarray:
+    """The head's log-odds for every row of the run, read at the head's own layer."""
+    config, tensors = read_head(head_dir)
+    read_out = FINAL if config["layer"] == final_layer else str(config["layer"])
+    if read_out not in candidates:
+        raise SystemExit(f"{head_dir} reads layer {config['layer']}, which the run did not extract")
+    return candidates[read_out] @ tensors["decision"].numpy()
+
+
+def compare(run: Path, heads: dict[str, Path]) -> dict:
+    """Per head: figures on the run's validation rows, overall, by level and by source."""
+    records = read_records(run)
+    features = np.load(run / "features" / "features.npy")
+    training = json.loads((run / "training.json").read_text())["config"]
+    layers, model_dir = training["layers"], training["model_dir"]
+    candidates = candidate_features(features, layers, model_norm_weight(model_dir))
+    val = np.array([r["split"] == "validation" for r in records])
+    validation = [r for r, v in zip(records, val, strict=True) if v]
+    y = np.array([r["label"] == "unsafe" for r in validation], dtype=int)
+    source = lambda r: r["source"].split(":")[-1]  # noqa: E731
+    figures = {}
+    for name, head_dir in heads.items():
+        z = head_scores(head_dir, candidates, num_layers(model_dir))[val]
+        sources = by_group(validation, y, z, source)
+        per_source = [s["auroc"] for s in sources.values() if s["auroc"] is not None]
+        figures[name] = {
+            "head": str(head_dir),
+            "validation": scores_report(y, z),
+            "mean_auroc_over_sources": float(np.mean(per_source)),
+            "by_level": by_group(validation, y, z, "level"),
+            "by_source": sources,
+        }
+    return {"run": str(run), "validation_rows": int(val.sum()), "heads": figures}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, required=True, help="a training head run with extracted features")
+    parser.add_argument("--head", action="append", required=True, help="NAME=FOLDER of a saved head; repeatable")
+    parser.add_argument("--out", type=Path, help="write the figures as JSON here")
+    args = parser.parse_args(argv)
+    heads = dict(spec.split("=", 1) for spec in args.head if "=" in spec)
+    if len(heads) != len(args.head):
+        parser.error("--head takes NAME=FOLDER")
+    result = compare(args.run, {name: Path(folder) for name, folder in heads.items()})
+    for name, figures in result["heads"].items():
+        v = figures["validation"]
+        print(f"{name}: AUROC {v['auroc']:.3f}  F1 {v['f1']:.3f}  log loss {v['log_loss']:.3f}  ECE {v['ece']:.3f}"
+              f"  mean AUROC over sources {figures['mean_auroc_over_sources']:.3f}  ({v['n']} rows)")  # fmt: skip
+        for group in ("by_level", "by_source"):
+            print("   ", ", ".join(f"{k} {s['auroc']:.3f}" for k, s in figures[group].items() if s["auroc"]))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
