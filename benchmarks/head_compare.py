@@ -23,8 +23,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training.head_data import read_records
-from training.head_fit import FINAL, by_group, candidate_features, model_norm_weight, num_layers, scores_report
-from transforms.decision_head import read_head
+from training.head_fit import (
+    FINAL,
+    by_group,
+    candidate_features,
+    model_norm_weight,
+    num_layers,
+    scores_report,
+    source_name,
+)
+from transforms.decision_head import HEAD_CONFIG, read_head
 
 
 def head_scores(head_dir: Path, candidates: dict[str, np.ndarray], final_layer: int) -> np.ndarray:
@@ -46,11 +54,10 @@ def compare(run: Path, heads: dict[str, Path]) -> dict:
     val = np.array([r["split"] == "validation" for r in records])
     validation = [r for r, v in zip(records, val, strict=True) if v]
     y = np.array([r["label"] == "unsafe" for r in validation], dtype=int)
-    source = lambda r: r["source"].split(":")[-1]  # noqa: E731
     figures = {}
     for name, head_dir in heads.items():
         z = head_scores(head_dir, candidates, num_layers(model_dir))[val]
-        sources = by_group(validation, y, z, source)
+        sources = by_group(validation, y, z, source_name)
         per_source = [s["auroc"] for s in sources.values() if s["auroc"] is not None]
         figures[name] = {
             "head": str(head_dir),
@@ -71,6 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     heads = dict(spec.split("=", 1) for spec in args.head if "=" in spec)
     if len(heads) != len(args.head):
         parser.error("--head takes NAME=FOLDER")
+    needed = (args.run / "records.jsonl", args.run / "training.json", args.run / "features" / "features.npy")
+    if missing := [path for path in needed if not path.is_file()]:
+        parser.error(f"--run {args.run} is not a head run with extracted features: {missing[0]} is missing")
+    for name, folder in heads.items():
+        if not (Path(folder) / HEAD_CONFIG).is_file():
+            parser.error(f"--head {name}={folder} is not a saved head: it has no {HEAD_CONFIG}")
     result = compare(args.run, {name: Path(folder) for name, folder in heads.items()})
     for name, figures in result["heads"].items():
         v = figures["validation"]

@@ -52,6 +52,11 @@ def test_the_command_writes_json_and_refuses_a_bad_head_spec(tmp_path, capsys):
     assert main(["--run", str(run), "--head", f"fitted={run / 'head'}", "--out", str(out)]) == 0
     assert "fitted: AUROC" in capsys.readouterr().out
     assert json.loads(out.read_text())["heads"]["fitted"]["validation"]["n"] == 120
-    with pytest.raises(SystemExit) as usage:
-        main(["--run", str(run), "--head", str(run / "head")])
-    assert usage.value.code == 2
+    for argv, message in [
+        (["--run", str(run), "--head", str(run / "head")], "--head takes NAME=FOLDER"),
+        (["--run", str(tmp_path / "nowhere"), "--head", f"fitted={run / 'head'}"], "records.jsonl is missing"),
+        (["--run", str(run), "--head", f"typo={run / 'hed'}"], "is not a saved head: it has no head.json"),
+    ]:
+        with pytest.raises(SystemExit) as usage:
+            main(argv)
+        assert usage.value.code == 2 and message in capsys.readouterr().err

@@ -80,6 +80,11 @@ def by_group(records: Sequence[dict], y: np.ndarray, z: np.ndarray, field) -> di
     return out
 
 
+def source_name(record: dict) -> str:
+    """The record's source without its collection prefix: `guardreasoner:WildGuardTrainR` → `WildGuardTrainR`."""
+    return record["source"].split(":")[-1]
+
+
 def candidate_features(features: np.ndarray, layers: Sequence[int], gamma: np.ndarray) -> dict[str, np.ndarray]:
     """Candidate → `x_k / rms(x_L)` rows: each extracted layer, and the final state (its normed form over γ)."""
     found = {str(k): features[:, 1 + i] for i, k in enumerate(layers)}
@@ -220,7 +225,6 @@ def fit_step(records: Sequence[dict], out: Path, config: Any) -> dict:
     tfidf, z_tfidf, _ = tfidf_baseline(
         [r for r, t in zip(records, train, strict=True) if t], validation, y[train], y[val]
     )
-    source = lambda r: r["source"].split(":")[-1]  # noqa: E731
     categories, category_report = fit_categories(records, features[:, 0], train, val, choice["C"])
     layer = num_layers(config.model_dir) if choice["candidate"] == FINAL else int(choice["candidate"])
     fit = {
@@ -231,7 +235,7 @@ def fit_step(records: Sequence[dict], out: Path, config: Any) -> dict:
             "validation": choice["validation"],
             "validation_with_intercept": {**with_intercept, "intercept": b},
             "by_level": by_group(validation, y[val], z, "level"),
-            "by_source": by_group(validation, y[val], z, source),
+            "by_source": by_group(validation, y[val], z, source_name),
             "by_policy_kind": by_group(validation, y[val], z, "policy_kind"),
             "adaptation": adaptation(validation, z),
         },
@@ -239,7 +243,7 @@ def fit_step(records: Sequence[dict], out: Path, config: Any) -> dict:
         "rows_curve": rows_curve(X, y, train, val, choice["C"]),
         "tfidf_baseline": {
             "validation": tfidf,
-            "by_source": by_group(validation, y[val], z_tfidf, source),
+            "by_source": by_group(validation, y[val], z_tfidf, source_name),
         },
         "categories": category_report,
         "rows": {"train": int(train.sum()), "validation": int(val.sum())},
