@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -75,3 +77,13 @@ def test_the_committed_head_is_complete_and_documented():
     assert provenance["head_version"] == em.guard_head_version()
     assert provenance["records"]["eval_texts_checked"] > 10_000  # every benchmark string was checked
     assert provenance["fit"]["decision"]["validation"]["auroc"] > 0.7
+
+
+def test_the_builder_command_answers_help_and_refuses_unknown_options_without_building(tmp_path):
+    env = {"RSAFE_MODEL_CACHE": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
+    command = [sys.executable, "-m", "transforms.embedded_model"]
+    shown = subprocess.run([*command, "--help"], capture_output=True, text=True, env=env, timeout=120)
+    assert shown.returncode == 0 and "Build the embedded models once" in shown.stdout
+    refused = subprocess.run([*command, "--bogus"], capture_output=True, text=True, env=env, timeout=120)
+    assert refused.returncode == 2 and "unrecognized arguments: --bogus" in refused.stderr
+    assert not (tmp_path / "cache").exists()  # neither built anything

@@ -222,6 +222,13 @@ def model_label(model: str | None) -> str:
 
 
 if __name__ == "__main__":
+    import argparse
+
+    argparse.ArgumentParser(
+        prog="python -m transforms.embedded_model",
+        description="Build the embedded models once (base, stage-1 guard, guard with its folded head) into "
+        f"${_CACHE_ENV} (default ~/.cache/rsafe-batch/models) and print their folders.",
+    ).parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     print(ensure_embedded_model())
     print(ensure_embedded_lora())
