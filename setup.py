@@ -7,7 +7,7 @@ Exact pins for reproducible installs live in requirements/*.txt; here the ranges
 
 import pathlib
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 HERE = pathlib.Path(__file__).parent
 
@@ -22,12 +22,14 @@ setup(
     version="0.1.0",
     description="Nightly batch moderation of LLM conversation logs with RSafe guard models (Beam + vLLM)",
     python_requires=">=3.10",
-    packages=["pipelines", "transforms", "policies", "training"],
+    packages=find_packages(include=["pipelines", "pipelines.*", "transforms", "transforms.*", "policies", "training"]),
     package_data={
         "policies": ["definitions/*.yaml", "definitions/*.yml", "definitions/*.json"],
         # The embedded guard's LoRA adapter and its decision head (folded into the merged model once per worker's
         # model cache): a worker installed from this file needs both to build `embedded:guard`.
-        "transforms": [f"embedded_guard/{sub}*.{ext}" for sub in ("", "head/") for ext in ("json", "safetensors")],
+        "transforms.engines": [
+            f"embedded_guard/{sub}*.{ext}" for sub in ("", "head/") for ext in ("json", "safetensors")
+        ],
     },
     install_requires=_requirements("base.txt"),
     extras_require={

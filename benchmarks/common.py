@@ -153,9 +153,9 @@ def quiet_logs() -> None:
 def rendered_units(log_path: str | Path, count_tokens, model_id: str, template: str = "rsafe") -> list:
     """The moderation units the pipeline makes from a log (same reader, policies, rendering and keys)."""
     from policies import load_policy_registry
-    from transforms.read_logs import read_conversations_from_file
+    from transforms.io.read_logs import read_conversations_from_file
+    from transforms.prompts.units import make_units
     from transforms.records import Conversation
-    from transforms.units import make_units
 
     registry = load_policy_registry()
     units = []
@@ -178,7 +178,7 @@ def unique_by_content(units: Sequence) -> list:
 
 def start_engine(spec) -> tuple[object, float]:
     """Start the process-wide engine for `spec` (the one the pipeline's DoFns will share); (holder, seconds)."""
-    from transforms.judge_units import acquire_engine
+    from transforms.judging.judge_dofn import acquire_engine
 
     started = time.perf_counter()
     holder = acquire_engine(spec)
@@ -224,7 +224,7 @@ def recording_fake_engine_spec():
     """A fake-engine spec whose engine keeps every `complete` call's prompts (to see how the job batches)."""
     import dataclasses
 
-    from transforms.fake_engine import FakeEngine, FakeEngineSpec
+    from transforms.engines.fake_engine import FakeEngine, FakeEngineSpec
 
     class RecordingFakeEngine(FakeEngine):
         def __init__(self, spec) -> None:

@@ -111,12 +111,12 @@ def main(argv=None) -> dict:
             "unique": common.write_log(unique, workdir / "unique" / "logs.parquet"),
         }
         if args.engine == "fake":
-            from transforms.fake_engine import FakeEngineSpec
+            from transforms.engines.fake_engine import FakeEngineSpec
 
             spec, start_s = FakeEngineSpec(), 0.0
             holder = None
         else:
-            from transforms.vllm_engine import VllmEngineSpec
+            from transforms.engines.vllm_engine import VllmEngineSpec
 
             spec = VllmEngineSpec()
             holder, start_s = common.start_engine(spec)
@@ -199,7 +199,7 @@ def main(argv=None) -> dict:
 
 
 def _sampling(max_tokens: int):
-    from transforms.engine import SamplingSettings
+    from transforms.engines.protocol import SamplingSettings
 
     return SamplingSettings(max_tokens=max_tokens)
 

@@ -75,8 +75,8 @@ def engine_child(args: argparse.Namespace) -> dict:
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
-    from transforms.embedded_model import EMBEDDED_MODEL_NAME
-    from transforms.vllm_engine import VllmEngineSpec
+    from transforms.engines.embedded_model import EMBEDDED_MODEL_NAME
+    from transforms.engines.vllm_engine import VllmEngineSpec
 
     spec = VllmEngineSpec(**CONFIGS[args.config])
     started = time.perf_counter()

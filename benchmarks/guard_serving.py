@@ -44,7 +44,7 @@ def benchmark_prompts(n: int) -> list[str]:
     """N rendered RSafe prompts from held-out sets (never training data), half per level."""
     from pipelines import benchmarks
     from policies import load_policies
-    from transforms.prompts import render_prompt
+    from transforms.prompts.render import render_prompt
     from transforms.records import Message
 
     policy = load_policies()["rsafe-default"]
@@ -62,11 +62,11 @@ def benchmark_prompts(n: int) -> list[str]:
 
 def run_variant(variant: str, n: int, max_tokens: int) -> dict:
     """One variant in this process: start the engine, judge the prompts once, report."""
-    from transforms.cascade import judge_batch
-    from transforms.embedded_model import GUARD_ADAPTER_DIR, ensure_embedded_guard, ensure_embedded_model
-    from transforms.engine import SamplingSettings
-    from transforms.judging import JudgeRequest, JudgeSettings
-    from transforms.vllm_engine import VllmEngine, VllmEngineSpec
+    from transforms.engines.embedded_model import GUARD_ADAPTER_DIR, ensure_embedded_guard, ensure_embedded_model
+    from transforms.engines.protocol import SamplingSettings
+    from transforms.engines.vllm_engine import VllmEngine, VllmEngineSpec
+    from transforms.judging.cascade import judge_batch
+    from transforms.judging.decisions import JudgeRequest, JudgeSettings
 
     prompts = benchmark_prompts(n)
     started = time.perf_counter()

@@ -1,7 +1,7 @@
 """Decision heads side by side on one head run's held-out rows: which head ranks them better.
 
     python benchmarks/head_compare.py --run runs/head-all \\
-        --head shipped=transforms/embedded_guard/head --head new=runs/head-all/head [--out FILE.json]
+        --head shipped=transforms/engines/embedded_guard/head --head new=runs/head-all/head [--out FILE.json]
 
 RUN is a `python -m training head` folder with its features extracted (`records.jsonl`, `features/features.npy`).
 Each HEAD (a saved head folder: `head.json` + `head.safetensors`) is applied at its own read-out (the final normed
@@ -32,7 +32,7 @@ from training.head_fit import (
     scores_report,
     source_name,
 )
-from transforms.decision_head import HEAD_CONFIG, read_head
+from transforms.engines.decision_head import HEAD_CONFIG, read_head
 
 
 def head_scores(head_dir: Path, candidates: dict[str, np.ndarray], final_layer: int) -> np.ndarray:

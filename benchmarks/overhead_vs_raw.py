@@ -71,12 +71,12 @@ def main(argv=None) -> dict:
     from vllm.inputs import TokensPrompt
 
     from pipelines.moderate import run
-    from transforms.batching import BatchPerKeyDoFn
-    from transforms.cascade import judge_batch
-    from transforms.embedded_model import EMBEDDED_MODEL_NAME
-    from transforms.engine import SamplingSettings
-    from transforms.judging import JudgeRequest, JudgeSettings
-    from transforms.vllm_engine import VllmEngineSpec
+    from transforms.engines.embedded_model import EMBEDDED_MODEL_NAME
+    from transforms.engines.protocol import SamplingSettings
+    from transforms.engines.vllm_engine import VllmEngineSpec
+    from transforms.judging.batching import BatchPerKeyDoFn
+    from transforms.judging.cascade import judge_batch
+    from transforms.judging.decisions import JudgeRequest, JudgeSettings
 
     result = common.header("overhead_vs_raw", vars(args))
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="rsafe-overhead-"))

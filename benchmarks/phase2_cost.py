@@ -26,8 +26,8 @@ from benchmarks.common import header, markdown_table, quiet_logs, write_json
 def _prompts(n: int, count_tokens) -> list[str]:
     from policies import load_policy_registry
     from scripts.generate_sample_logs import generate_conversations
+    from transforms.prompts.units import make_units
     from transforms.records import Conversation, Message
-    from transforms.units import make_units
 
     registry = load_policy_registry()
     prompts: list[str] = []
@@ -61,9 +61,9 @@ def main() -> None:
     from vllm.inputs import TokensPrompt
     from vllm.sampling_params import StructuredOutputsParams
 
-    from transforms.engine import Continuation, SamplingSettings
-    from transforms.judging import THINK_CLOSE, THINK_OPEN, p_unsafe_from_logprobs, verdict_opening
-    from transforms.vllm_engine import VllmEngineSpec
+    from transforms.engines.protocol import Continuation, SamplingSettings
+    from transforms.engines.vllm_engine import VllmEngineSpec
+    from transforms.judging.decisions import THINK_CLOSE, THINK_OPEN, p_unsafe_from_logprobs, verdict_opening
 
     spec = VllmEngineSpec() if args.block_size is None else VllmEngineSpec(block_size=args.block_size)
     started = time.perf_counter()

@@ -85,15 +85,15 @@ def _stub_prompts() -> None:
     """Diagnostic: each unit's rendered prompt is replaced by a short stub once its keys are computed."""
     import dataclasses
 
-    import transforms.units
+    import transforms.prompts.units
 
-    make_units = transforms.units.make_units
+    make_units = transforms.prompts.units.make_units
 
     def stubbed(*args, **kwargs):
         stub = "<BEGIN CONVERSATION>stub<END CONVERSATION>"
         return [dataclasses.replace(u, prompt=stub) for u in make_units(*args, **kwargs)]
 
-    transforms.units.make_units = stubbed
+    transforms.prompts.units.make_units = stubbed
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -66,8 +66,8 @@ def child(args: argparse.Namespace) -> None:
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
-    from transforms.embedded_model import EMBEDDED_MODEL_NAME
-    from transforms.vllm_engine import VllmEngineSpec
+    from transforms.engines.embedded_model import EMBEDDED_MODEL_NAME
+    from transforms.engines.vllm_engine import VllmEngineSpec
 
     caching = args.child == "cache-on"
     spec = VllmEngineSpec(enable_prefix_caching=caching)
@@ -113,8 +113,8 @@ def child(args: argparse.Namespace) -> None:
 def pipeline_batches(log: Path) -> dict:
     """Run the job on the fake engine; how many of its engine calls held prompts of a single policy version."""
     from pipelines.moderate import run
-    from transforms.fake_engine import count_words
-    from transforms.judge_units import acquire_engine
+    from transforms.engines.fake_engine import count_words
+    from transforms.judging.judge_dofn import acquire_engine
 
     spec = common.recording_fake_engine_spec()
     holder = acquire_engine(spec)  # held, so the job's DoFns use (and record into) this very engine

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.report import build_report, render_html
-from transforms.write_partitions import VERDICT_SCHEMA
+from transforms.io.write_partitions import VERDICT_SCHEMA
 
 
 def write_output(root: Path, rows: int, nights: int, tenants: int, seed: int = 0) -> None:

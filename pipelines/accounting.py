@@ -19,8 +19,8 @@ from collections.abc import Iterator, Mapping
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 
-from transforms.counters import NAMESPACE, count
-from transforms.ledger import BundleLedger
+from transforms.stores.ledger import BundleLedger
+from transforms.stores.telemetry import NAMESPACE, count
 
 ROW_COUNTS = ("rows_to_units", "rows_dead_lettered", "rows_skipped")
 ALREADY_RECORDED = "dead_letters_already_recorded"

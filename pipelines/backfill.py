@@ -22,8 +22,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines.exit_codes import CONFIG_INVALID, LOCKED, PARTIAL, USAGE, BackfillError, exit_code_for
 from pipelines.manifest import RunManifest
-from transforms.date_window import DateWindow
-from transforms.ledger import ensure_folder
+from transforms.io.date_window import DateWindow
+from transforms.stores.ledger import ensure_folder
 
 log = logging.getLogger("rsafe_batch")
 _NOT_A_DAYS_OWN = (USAGE, CONFIG_INVALID, LOCKED)  # would fail every day the same way: stop

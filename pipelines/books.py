@@ -1,4 +1,4 @@
-"""The run's books, kept by what the run publishes (`transforms.ledger`), not by a runner's metrics.
+"""The run's books, kept by what the run publishes (`transforms.stores.ledger`), not by a runner's metrics.
 
 The counting steps below publish per-bundle ledger records; the writers put each file's own counts in its
 footer. `read_books` adds both up at the end of the run for `accounting.check_accounting`. Runner metrics
@@ -16,11 +16,11 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import TaggedOutput
 
-from transforms.counters import REPAIR_COUNTER_PREFIX, UNKNOWN_TENANT_COUNTER, count
-from transforms.ledger import COUNTS_KEY, BundleLedger, Counts, add_counts, ledger_folder
-from transforms.normalise import repair_kinds
+from transforms.io.normalise import repair_kinds
+from transforms.prompts.units import MakeUnitsDoFn
 from transforms.records import Conversation, ModerationUnit
-from transforms.units import MakeUnitsDoFn
+from transforms.stores.ledger import COUNTS_KEY, BundleLedger, Counts, add_counts, ledger_folder
+from transforms.stores.telemetry import REPAIR_COUNTER_PREFIX, UNKNOWN_TENANT_COUNTER, count
 
 log = logging.getLogger(__name__)
 

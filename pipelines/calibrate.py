@@ -7,7 +7,7 @@ Labels come from the reviewer loop (`OUT/labels/`, `python -m pipelines.review i
 with columns `tenant_id`, `p_unsafe`, `label` (`safe`/`unsafe`; e.g. an evaluation run's verdicts joined with the
 gold labels). Fewer than `--min-labels` labels, or labels of one class only, are refused: nothing is written.
 
-Three maps on the log-odds compete (`transforms.calibration`): `identity` (the raw P), `temperature`
+Three maps on the log-odds compete (`transforms.judging.calibration`): `identity` (the raw P), `temperature`
 (p' = sigmoid(logit(p) / T); it cannot move the 0.5 point) and `platt` (p' = sigmoid(a·logit(p) + b), which
 can). Each is scored by its log loss on held-out labels (5-fold cross-validation) and the lowest wins: a map that
 does not beat the raw P on labels it was not fitted on is not used, so calibration does not make the held-out log
@@ -39,7 +39,7 @@ from pipelines.audit_cli import (
 )
 from pipelines.label_agreement import scan_labels
 from pipelines.metrics import expected_calibration_error
-from transforms.calibration import METHODS, Calibration, LogitMap, logit, sigmoid
+from transforms.judging.calibration import METHODS, Calibration, LogitMap, logit, sigmoid
 
 FOLDS = 5
 T_BOUNDS = (0.02, 50.0)  # the temperature search interval; a fit within 1 % of an end is at the bound

@@ -59,7 +59,7 @@ class TerminalHandler(logging.StreamHandler):
 
 def progress_bar(width: int = 20) -> str:
     """`[#######-------------]` for this process's units judged / planned."""
-    from transforms.progress import PROGRESS
+    from transforms.stores.progress import PROGRESS
 
     planned, _ = PROGRESS.planned()
     done = min(PROGRESS.units_judged / planned, 1.0) if planned else 0.0
@@ -110,7 +110,7 @@ def quiet_console(log_path: Path, verbose: bool = False) -> TextIO:
 def tenant_table(per_tenant: dict[str, dict[str, int]]) -> list[str]:
     """The run summary's per-tenant lines: rows, units, verdict mix, dead letters, cache hits, reuse, and the
     tokens and engine seconds the engine spent on the tenant's units this run."""
-    from transforms.counters import ENGINE_MS, ENGINE_TOKENS  # here, not at import: it imports Beam
+    from transforms.stores.telemetry import ENGINE_MS, ENGINE_TOKENS  # here, not at import: it imports Beam
 
     columns = [
         ("rows", ("rows_to_units", "rows_dead_lettered", "rows_skipped")),

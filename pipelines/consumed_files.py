@@ -22,11 +22,11 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines.job_plan import JobPlan
 from pipelines.published import OutputUnreadableError
-from transforms.date_window import DateWindow
-from transforms.input_files import ListedFile
-from transforms.ledger import ensure_folder
-from transforms.partition_days import partition_day
-from transforms.prompts import template_version
+from transforms.io.date_window import DateWindow
+from transforms.io.input_files import ListedFile
+from transforms.io.partition_days import partition_day
+from transforms.prompts.render import template_version
+from transforms.stores.ledger import ensure_folder
 
 FOLDER = "_consumed"
 Consumed = dict[str, dict[str, tuple[int, float]]]  # day → path → (size, mtime)

@@ -22,7 +22,7 @@ otherwise (Beam's default of 128 elements per partition ran a night's few input 
 processes with one thread each: one engine per worker process (the judge step's engine is process-wide, Beam's
 `Shared`), each on its own slice of the machine's cores (`ShareCoresAmongLocalWorkers`). A task a dead worker
 was running is re-run by Dask elsewhere; the job's published files and ledger records are named by content, so
-the re-run replaces rather than adds (`transforms.ledger`).
+the re-run replaces rather than adds (`transforms.stores.ledger`).
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ from apache_beam.runners.dask.overrides import dask_overrides
 from apache_beam.transforms.sideinputs import SideInputMap
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from transforms.cpu_cores import allowed_cores, slice_of_worker
-from transforms.cpu_serving import WORKER_CORES_ENV
+from transforms.engines.cpu_cores import allowed_cores, slice_of_worker
+from transforms.engines.cpu_serving import WORKER_CORES_ENV
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from pipelines import benchmarks, metrics
 from pipelines.moderate import run as run_job
 from policies import DEFAULT_POLICY_DIR
 from scripts.generate_sample_logs import write_canonical
-from transforms.engine import EngineSpec
+from transforms.engines.protocol import EngineSpec
 
 log = logging.getLogger("rsafe_batch.evaluate")
 EVAL_POLICY_DIR = benchmarks.REPO_ROOT / "policies" / "eval"

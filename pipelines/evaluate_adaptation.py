@@ -24,10 +24,10 @@ from pathlib import Path
 from pipelines import benchmarks, metrics
 from pipelines.evaluate import EVAL_POLICY_DIR
 from policies import DEFAULT_POLICY_ID, load_policies
-from transforms.cascade import judge_batch
-from transforms.engine import SamplingSettings, VerdictEngine
-from transforms.judging import VERDICT_MODES, JudgeRequest, JudgeSettings
-from transforms.prompts import render_prompt
+from transforms.engines.protocol import SamplingSettings, VerdictEngine
+from transforms.judging.cascade import judge_batch
+from transforms.judging.decisions import VERDICT_MODES, JudgeRequest, JudgeSettings
+from transforms.prompts.render import render_prompt
 from transforms.records import Message
 
 # OpenAI Moderation category → the default codes that cover it (removed in the "not covered" policy).
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--verdict-mode", default="auto", choices=VERDICT_MODES, help="score: the head's P(unsafe)")
     parser.add_argument("--benchmarks-dir", default=str(benchmarks.DEFAULT_BENCHMARKS_DIR))
     args = parser.parse_args(argv)
-    from transforms.vllm_engine import VllmEngineSpec, exit_after_offline_engine
+    from transforms.engines.vllm_engine import VllmEngineSpec, exit_after_offline_engine
 
     engine = VllmEngineSpec(model=args.model).load()
     results = run_adaptation(

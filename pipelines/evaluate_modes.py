@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pipelines.evaluate import evaluate
 from pipelines.metrics import mean
-from transforms.judging import VERDICT_MODES
+from transforms.judging.decisions import VERDICT_MODES
 
 log = logging.getLogger("rsafe_batch.evaluate_modes")
 

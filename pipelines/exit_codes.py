@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from pipelines.published import OutputUnreadableError
 from pipelines.run_lease import LeaseHeldError
 from policies import PolicyError
-from transforms.engine import EngineError
-from transforms.read_logs import InputError
+from transforms.engines.protocol import EngineError
+from transforms.io.read_logs import InputError
 
 OK = 0
 FAILURE = 1

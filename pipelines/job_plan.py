@@ -6,12 +6,12 @@ import dataclasses
 from typing import Any
 
 from policies import PolicyRegistry
-from transforms.date_window import DateWindow
-from transforms.engine import EngineSpec
-from transforms.file_splits import FileSplit
-from transforms.input_files import ListedFile
-from transforms.run_context import RunContext
-from transforms.verdict_cache import VerdictCache
+from transforms.engines.protocol import EngineSpec
+from transforms.io.date_window import DateWindow
+from transforms.io.file_splits import FileSplit
+from transforms.io.input_files import ListedFile
+from transforms.judging.run_context import RunContext
+from transforms.judging.verdict_cache import VerdictCache
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,8 +14,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines import accounting
 from pipelines.job_plan import JobPlan
-from transforms.counters import ENGINE_COST_PREFIX, ENGINE_MS, REPAIR_COUNTER_PREFIX, UNKNOWN_TENANT_COUNTER
-from transforms.ledger import ensure_folder
+from transforms.stores.ledger import ensure_folder
+from transforms.stores.telemetry import ENGINE_COST_PREFIX, ENGINE_MS, REPAIR_COUNTER_PREFIX, UNKNOWN_TENANT_COUNTER
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +77,12 @@ class RunManifest:
     finished_at: str | None = None
     rows_read: int | None = None
     # files listed / pruned by partition / already consumed / opened / skipped by statistics, row groups (skipped),
-    # rows read and not read (`transforms.input_plan.InputCounts`)
+    # rows read and not read (`transforms.io.input_plan.InputCounts`)
     input_counts: dict[str, int] = dataclasses.field(default_factory=dict)
     per_tenant: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
     totals: dict[str, int] = dataclasses.field(default_factory=dict)
     error_counts: dict[str, int] = dataclasses.field(default_factory=dict)
-    # repair kind → conversations judged with at least one such input repair (transforms.normalise)
+    # repair kind → conversations judged with at least one such input repair (transforms.io.normalise)
     input_repairs: dict[str, int] = dataclasses.field(default_factory=dict)
     accounting_problems: list[str] = dataclasses.field(default_factory=list)
     # tenant id → {"conversations": n, "likely_typo_of": listed tenant or None}: judged under the default policy
@@ -96,7 +96,7 @@ class RunManifest:
     @classmethod
     def start(cls, plan: JobPlan, options: Mapping[str, Any], abandoned_runs: list[str] | None = None) -> RunManifest:
         """A `running` manifest for the plan, written at once."""
-        from transforms.prompts import template_version
+        from transforms.prompts.render import template_version
 
         used = {p.id: p.version for p in plan.registry.policies().values()}
         manifest = cls(

@@ -35,28 +35,28 @@ from pipelines.run_lease import LeaseHeldError, take_lease
 from pipelines.runners import is_local, make_runner
 from pipelines.usage import check_usage
 from policies import DEFAULT_POLICY_DIR, DEFAULT_TENANTS_FILE, load_policy_registry
-from transforms.batching import BatchPerKeyDoFn
-from transforms.calibration import Calibration
-from transforms.column_map import check_column_map, parse_column_map
-from transforms.date_window import DateWindow
-from transforms.disk_index import release_indexes
-from transforms.engine import EngineSpec
-from transforms.fake_engine import FakeEngineSpec
-from transforms.input_files import list_input_files, read_file_schema
-from transforms.input_plan import outside_by_partition
-from transforms.judge_units import JudgeUnitsDoFn, UnitGroup, group_units
-from transforms.progress import PROGRESS
-from transforms.read_logs import (
+from transforms.engines.fake_engine import FakeEngineSpec
+from transforms.engines.protocol import EngineSpec
+from transforms.engines.vllm_engine import VllmEngineSpec
+from transforms.io.column_map import check_column_map, parse_column_map
+from transforms.io.date_window import DateWindow
+from transforms.io.input_files import list_input_files, read_file_schema
+from transforms.io.input_plan import outside_by_partition
+from transforms.io.read_logs import (
     CONVERSATIONS,
     DEAD_LETTER,
     DUPLICATES,
     SKIPPED,
     ReadConversations,
 )
-from transforms.run_context import RunContext
-from transforms.verdict_cache import append_to_cache, open_cache
-from transforms.vllm_engine import VllmEngineSpec
-from transforms.write_partitions import WritePartitionsDoFn
+from transforms.io.write_partitions import WritePartitionsDoFn
+from transforms.judging.batching import BatchPerKeyDoFn
+from transforms.judging.calibration import Calibration
+from transforms.judging.judge_dofn import JudgeUnitsDoFn, UnitGroup, group_units
+from transforms.judging.run_context import RunContext
+from transforms.judging.verdict_cache import append_to_cache, open_cache
+from transforms.stores.disk_index import release_indexes
+from transforms.stores.progress import PROGRESS
 
 log = logging.getLogger("rsafe_batch")
 
@@ -95,7 +95,7 @@ def build_pipeline(pipeline: beam.Pipeline, plan: JobPlan) -> dict:
     each step that makes them.
 
     `--dedup worker` (the default on the in-process runner) makes it one fused, streaming stage from the file
-    list to the writers: duplicates are found through on-disk indexes (`transforms.disk_index`) instead of
+    list to the writers: duplicates are found through on-disk indexes (`transforms.stores.disk_index`) instead of
     GroupByKeys, so memory stays flat. `--dedup shuffle` groups conversation ids and identical units with
     GroupByKeys, exact across the workers of a distributed runner.
     """

@@ -6,12 +6,12 @@ import dataclasses
 
 from pipelines.consumed_files import consumed_check, read_consumed, work_fingerprint, write_consumed
 from pipelines.job_plan import JobPlan
-from transforms.file_splits import SPLIT_ROWS
-from transforms.input_plan import plan_input
+from transforms.io.file_splits import SPLIT_ROWS
+from transforms.io.input_plan import plan_input
 
 
 def with_input_plan(plan: JobPlan) -> JobPlan:
-    """The plan with its splits to read and the manifest's input counts (`transforms.input_plan`). With a bounded
+    """The plan with its splits to read and the manifest's input counts (`transforms.io.input_plan`). With a bounded
     window and without `--reread-consumed`, files consumed unchanged by earlier runs of its days are skipped."""
     dates = plan.dates
     consumed = None

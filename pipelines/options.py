@@ -9,10 +9,10 @@ from collections.abc import Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from transforms.date_window import DateWindow
-from transforms.engine import SamplingSettings
-from transforms.judging import DEFAULT_CASCADE_BAND, VERDICT_MODES, JudgeSettings
-from transforms.prompts import TEMPLATES
+from transforms.engines.protocol import SamplingSettings
+from transforms.io.date_window import DateWindow
+from transforms.judging.decisions import DEFAULT_CASCADE_BAND, VERDICT_MODES, JudgeSettings
+from transforms.prompts.render import TEMPLATES
 
 
 def _review_band(text: str) -> tuple[float, float]:

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.job_plan import JobPlan
-from transforms.partition_days import partition_day
+from transforms.io.partition_days import partition_day
 
 
 class OutputUnreadableError(OSError):

@@ -41,7 +41,7 @@ from pipelines.label_agreement import agreement, agreement_over_time, scan_label
 from pipelines.report_html import SECTIONS, render_html, write_markdown
 from pipelines.report_plots import agreement_plot, histogram_plot, mix_plot, trend_plot
 from pipelines.review import conversation_texts
-from transforms.read_logs import InputError, match_input_files
+from transforms.io.read_logs import InputError, match_input_files
 
 __all__ = ["SECTIONS", "build_report", "main", "render_html", "write_markdown"]  # the layout's, re-exported
 MESSAGE_CHARS = 300  # each message shown in the Flagged section is cut to this

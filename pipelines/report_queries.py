@@ -22,7 +22,7 @@ class Output:
 
 def verdict_schema() -> pl.Schema:
     """The verdict files' columns as Polars types (the partition columns `tenant` and `date` come from paths)."""
-    from transforms.write_partitions import VERDICT_SCHEMA
+    from transforms.io.write_partitions import VERDICT_SCHEMA
 
     return pl.Schema(pl.from_arrow(VERDICT_SCHEMA.empty_table()).schema)
 

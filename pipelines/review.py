@@ -46,10 +46,10 @@ from pipelines.audit_cli import (
 )
 from pipelines.label_agreement import LABELS, agreement, agreement_lines, scan_labels
 from pipelines.report_queries import scan_output
-from transforms.prompts import render_turn
-from transforms.read_logs import InputError, match_input_files, read_conversations_from_file
+from transforms.io.read_logs import InputError, match_input_files, read_conversations_from_file
+from transforms.io.write_partitions import publish_table
+from transforms.prompts.render import render_turn
 from transforms.records import Conversation
-from transforms.write_partitions import publish_table
 
 LABEL_SCHEMA = pa.schema(
     [

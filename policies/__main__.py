@@ -29,8 +29,8 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _read_messages(path: str) -> list:
     """Read a conversation file: `{"messages": [...]}` or a plain list of message objects, normalised as the job
-    normalises them (`transforms.normalise`: role aliases, tool messages and calls, content parts, ...)."""
-    from transforms.normalise import RawMessage, normalise_messages
+    normalises them (`transforms.io.normalise`: role aliases, tool messages and calls, content parts, ...)."""
+    from transforms.io.normalise import RawMessage, normalise_messages
 
     try:
         with smart_open(path, "r", encoding="utf-8") as handle:
@@ -61,9 +61,9 @@ def _render(args: argparse.Namespace) -> int:
     budget-fitting code (with the model's tokenizer), the unit of `--level` for the judged turn."""
     import datetime as dt
 
+    from transforms.engines.vllm_engine import VllmEngineSpec
+    from transforms.prompts.units import make_units
     from transforms.records import Conversation
-    from transforms.units import make_units
-    from transforms.vllm_engine import VllmEngineSpec
 
     registry = load_policy_registry(args.policies, args.tenants, reject_unknown_tenants=args.strict)
     policy = registry.for_tenant(args.tenant)

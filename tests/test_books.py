@@ -8,8 +8,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from pipelines.books import read_books
-from transforms.ledger import BundleLedger, key_digest
-from transforms.write_partitions import ERROR_SCHEMA, VERDICT_SCHEMA, WritePartitionsDoFn
+from transforms.io.write_partitions import ERROR_SCHEMA, VERDICT_SCHEMA, WritePartitionsDoFn
+from transforms.stores.ledger import BundleLedger, key_digest
 
 
 def _bundle(out: Path, keys: list[str]) -> None:

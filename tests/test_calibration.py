@@ -13,7 +13,7 @@ import pytest
 from pipelines.calibrate import fit, fit_temperature, main, threshold_for
 from pipelines.metrics import expected_calibration_error
 from pipelines.moderate import run
-from transforms.calibration import Calibration, LogitMap, logit, sigmoid
+from transforms.judging.calibration import Calibration, LogitMap, logit, sigmoid
 
 REPO = Path(__file__).resolve().parents[1]
 

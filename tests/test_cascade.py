@@ -9,10 +9,10 @@ import pytest
 
 from pipelines.moderate import run
 from policies import PolicyError, load_policies
-from transforms.cascade import judge_batch
-from transforms.engine import SamplingSettings
-from transforms.fake_engine import FakeEngineSpec
-from transforms.judging import JudgeRequest, JudgeSettings
+from transforms.engines.fake_engine import FakeEngineSpec
+from transforms.engines.protocol import SamplingSettings
+from transforms.judging.cascade import judge_batch
+from transforms.judging.decisions import JudgeRequest, JudgeSettings
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = JudgeSettings(verdict_mode="cascade", sampling=SamplingSettings(max_tokens=64))
@@ -67,7 +67,7 @@ def test_the_job_counts_each_path_per_tenant(tmp_path):
 
 
 def test_consistency_flags_name_cut_thoughts_and_disagreeing_scores():
-    from transforms.judging import Judgement, consistency_flag
+    from transforms.judging.decisions import Judgement, consistency_flag
 
     base = Judgement("safe", "model", 0.1, "r", "raw", "stop", 10, 5, 64)
     assert consistency_flag(base) is None
@@ -114,7 +114,7 @@ def test_a_higher_threshold_traces_fewer_units():
 
 
 def test_a_trace_that_disagrees_with_the_head_is_flagged():
-    from transforms.judging import Judgement, consistency_flag
+    from transforms.judging.decisions import Judgement, consistency_flag
 
     decided = Judgement("unsafe", "head", 0.9, "r", "raw", "stop", 10, 5, 64, trace_p_unsafe=0.2)
     assert consistency_flag(decided) == "trace_disagrees"

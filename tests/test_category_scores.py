@@ -10,11 +10,11 @@ import polars as pl
 import pytest
 
 from pipelines.moderate import run
-from transforms.cascade import category_scores_from_logprobs, judge_batch
-from transforms.engine import SamplingSettings
-from transforms.fake_engine import FakeEngineSpec
-from transforms.judging import JudgeRequest, JudgeSettings
-from transforms.served_head import ServedHead, category_readout
+from transforms.engines.fake_engine import FakeEngineSpec
+from transforms.engines.protocol import SamplingSettings
+from transforms.engines.served_head import ServedHead, category_readout
+from transforms.judging.cascade import category_scores_from_logprobs, judge_batch
+from transforms.judging.decisions import JudgeRequest, JudgeSettings
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = str(REPO / "samples/logs/*.parquet")

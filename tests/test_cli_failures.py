@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.moderate import run
-from transforms.fake_engine import FakeEngineSpec
+from transforms.engines.fake_engine import FakeEngineSpec
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = str(REPO / "samples/logs/*.parquet")

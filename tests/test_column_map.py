@@ -11,8 +11,8 @@ import pytest
 
 from pipelines import exit_codes
 from pipelines.moderate import run
-from transforms.column_map import ColumnMapError, check_column_map, mapped_schema, parse_column_map
-from transforms.read_logs import read_conversations_from_file, read_file_schema
+from transforms.io.column_map import ColumnMapError, check_column_map, mapped_schema, parse_column_map
+from transforms.io.read_logs import read_conversations_from_file, read_file_schema
 from transforms.records import Conversation, DeadLetter
 
 T0 = dt.datetime(2026, 11, 26, 9, 0, tzinfo=dt.UTC)

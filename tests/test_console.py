@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from pipelines.console import TerminalHandler, _JobLinesOnly, tenant_table
-from transforms.judge_units import progress_heartbeat
+from transforms.judging.judge_dofn import progress_heartbeat
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,7 +57,7 @@ def test_verbose_keeps_everything_on_the_terminal(tmp_path):
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "INFO transforms.judge_units: judged" in done.stderr
+    assert "INFO transforms.judging.judge_dofn: judged" in done.stderr
 
 
 def test_the_console_filter_keeps_job_lines_and_errors_only():
@@ -66,7 +66,9 @@ def test_the_console_filter_keeps_job_lines_and_errors_only():
     def record(name: str, level: int) -> logging.LogRecord:
         return logging.LogRecord(name, level, __file__, 1, "m", None, None)
 
-    assert keep.filter(record("rsafe_batch", logging.INFO)) and keep.filter(record("transforms.units", logging.WARNING))
+    assert keep.filter(record("rsafe_batch", logging.INFO)) and keep.filter(
+        record("transforms.prompts.units", logging.WARNING)
+    )
     assert not keep.filter(record("vllm.engine", logging.WARNING)) and not keep.filter(record("rsafe_batch", 10))
     assert keep.filter(record("apache_beam.runners", logging.ERROR))
 
@@ -74,7 +76,7 @@ def test_the_console_filter_keeps_job_lines_and_errors_only():
 def test_progress_heartbeat_logs_while_a_batch_runs(caplog):
     import time
 
-    with caplog.at_level(logging.INFO, logger="transforms.judge_units"), progress_heartbeat(8, 16, every_s=0.05):
+    with caplog.at_level(logging.INFO, logger="transforms.judging.judge_dofn"), progress_heartbeat(8, 16, every_s=0.05):
         time.sleep(0.3)
     beats = [r.getMessage() for r in caplog.records if "judging a batch of 8" in r.getMessage()]
     assert len(beats) >= 3 and "16 done before it" in beats[0]
@@ -88,7 +90,7 @@ def test_tenant_table_sums_each_tenants_counts():
 
 
 def test_progress_estimates_the_units_planned_and_the_time_left(monkeypatch):
-    from transforms import progress as module
+    from transforms.stores import progress as module
 
     clock = iter([100.0, 110.0, 110.0])
     monkeypatch.setattr(module.time, "monotonic", lambda: next(clock))
@@ -109,7 +111,7 @@ class _Tty(io.StringIO):
 
 
 def test_progress_redraws_one_status_line_with_a_bar_on_a_tty_and_stays_lines_under_cron():
-    from transforms.progress import PROGRESS
+    from transforms.stores.progress import PROGRESS
 
     outputs = []
     for stream in (_Tty(), io.StringIO()):

@@ -12,7 +12,7 @@ import pytest
 
 from pipelines.moderate import run
 from tests.test_pipeline_fake_engine import assert_books_balance, read_manifest
-from transforms.embedded_model import guard_model_name
+from transforms.engines.embedded_model import guard_model_name
 
 pytestmark = pytest.mark.real_engine
 pytest.importorskip("distributed")

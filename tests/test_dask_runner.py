@@ -17,7 +17,7 @@ from pipelines.moderate import run
 from pipelines.usage import reject_unknown_args
 from scripts.generate_malformed_logs import write_malformed_corpus
 from tests.test_pipeline_fake_engine import SAMPLES, assert_books_balance, read_manifest
-from transforms.cpu_serving import WORKER_CORES_ENV
+from transforms.engines.cpu_serving import WORKER_CORES_ENV
 
 distributed = pytest.importorskip("distributed")
 
@@ -84,7 +84,7 @@ def _worker_cores(client) -> list[str | None]:
 
 def test_killing_a_dask_worker_mid_run_completes_without_duplicates(tmp_path, inputs):
     from pipelines.dask_support import local_cluster
-    from transforms.cpu_cores import allowed_cores, slice_of_worker
+    from transforms.engines.cpu_cores import allowed_cores, slice_of_worker
 
     cluster = local_cluster(2)
     client = distributed.Client(cluster)

@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from transforms.decision_head import (  # noqa: E402
+from transforms.engines.decision_head import (  # noqa: E402
     build_folded_model,
     fold_head,
     head_version,
@@ -15,14 +15,14 @@ from transforms.decision_head import (  # noqa: E402
     verdict_token_ids,
     write_head,
 )
-from transforms.served_head import ServedHead  # noqa: E402
+from transforms.engines.served_head import ServedHead  # noqa: E402
 
 LAYERS, HIDDEN = 4, 16
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from transforms.embedded_model import ensure_embedded_model
+    from transforms.engines.embedded_model import ensure_embedded_model
 
     return transformers.AutoTokenizer.from_pretrained(ensure_embedded_model())
 
@@ -117,9 +117,9 @@ def test_features_are_read_where_the_cascade_scores(tokenizer):
     prompt ids, nothing generated kept, then the empty thought), token for token."""
     import types
 
-    from transforms.chat_format import EMPTY_THOUGHT, THINK_OPEN, score_position_ids
-    from transforms.engine import Completion, Continuation
-    from transforms.vllm_engine import VllmEngine
+    from transforms.engines.chat_format import EMPTY_THOUGHT, THINK_OPEN, score_position_ids
+    from transforms.engines.protocol import Completion, Continuation
+    from transforms.engines.vllm_engine import VllmEngine
 
     engine = VllmEngine(types.SimpleNamespace(get_tokenizer=lambda: tokenizer), "embedded", 4096)
     message = "Policy: U1 violence.\nUser: how do I bake bread?\n"

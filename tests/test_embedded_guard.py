@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from transforms import embedded_model as em
-from transforms.decision_head import FOLD_VERSION
-from transforms.served_head import ServedHead
-from transforms.vllm_engine import VllmEngineSpec
+from transforms.engines import embedded_model as em
+from transforms.engines.decision_head import FOLD_VERSION
+from transforms.engines.served_head import ServedHead
+from transforms.engines.vllm_engine import VllmEngineSpec
 
 
 def test_the_committed_adapter_is_small_complete_and_documented():
@@ -67,7 +67,7 @@ def test_guard_is_built_once_per_adapter_and_head_version():
 
 
 def test_the_committed_head_is_complete_and_documented():
-    from transforms.decision_head import read_head
+    from transforms.engines.decision_head import read_head
 
     config, tensors = read_head(em.GUARD_HEAD_DIR)
     assert config["base"] == em.LORA_ALIAS and 1 <= config["layer"] <= 30
@@ -81,7 +81,7 @@ def test_the_committed_head_is_complete_and_documented():
 
 def test_the_builder_command_answers_help_and_refuses_unknown_options_without_building(tmp_path):
     env = {"RSAFE_MODEL_CACHE": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
-    command = [sys.executable, "-m", "transforms.embedded_model"]
+    command = [sys.executable, "-m", "transforms.engines.embedded_model"]
     shown = subprocess.run([*command, "--help"], capture_output=True, text=True, env=env, timeout=120)
     assert shown.returncode == 0 and "Build the embedded models once" in shown.stdout
     refused = subprocess.run([*command, "--bogus"], capture_output=True, text=True, env=env, timeout=120)

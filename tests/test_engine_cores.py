@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from transforms import cpu_cores, cpu_serving
-from transforms.cpu_cores import core_list, slice_of_worker
-from transforms.cpu_serving import BIND_ENV as BIND
-from transforms.cpu_serving import WORKER_CORES_ENV
+from transforms.engines import cpu_cores, cpu_serving
+from transforms.engines.cpu_cores import core_list, slice_of_worker
+from transforms.engines.cpu_serving import BIND_ENV as BIND
+from transforms.engines.cpu_serving import WORKER_CORES_ENV
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,8 @@ import pytest
 from pipelines import exit_codes
 from pipelines.published import OutputUnreadableError
 from policies import PolicyError
-from transforms.engine import EngineError
-from transforms.read_logs import InputError
+from transforms.engines.protocol import EngineError
+from transforms.io.read_logs import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 

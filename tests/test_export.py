@@ -12,7 +12,7 @@ from openai.types import ModerationCreateResponse
 from pipelines.export import code_mappings, main, mapping_versions, to_openai_moderation
 from pipelines.moderate import run
 from policies.model import MODERATION_API_CATEGORIES
-from transforms.fake_engine import FakeEngineSpec
+from transforms.engines.fake_engine import FakeEngineSpec
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = str(REPO / "samples/logs/*.parquet")

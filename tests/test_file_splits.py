@@ -14,8 +14,8 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 
 from scripts.generate_sample_logs import CANONICAL_SCHEMA, write_turn_rows
-from transforms.file_splits import FileSplit, plan_splits, row_group_ranges
-from transforms.read_logs import CONVERSATIONS, DEAD_LETTER, ReadConversations, read_conversations_from_file
+from transforms.io.file_splits import FileSplit, plan_splits, row_group_ranges
+from transforms.io.read_logs import CONVERSATIONS, DEAD_LETTER, ReadConversations, read_conversations_from_file
 from transforms.records import Conversation, DeadLetter
 
 T0 = dt.datetime(2026, 11, 26, 9, tzinfo=dt.UTC)

@@ -11,11 +11,11 @@ import pytest
 from pipelines.moderate import run
 from policies import load_policy_registry
 from scripts.generate_format_variants import REPLY, FormatVariant, format_variants, write_format_variants
-from transforms.column_map import parse_column_map
-from transforms.fake_engine import count_words
-from transforms.read_logs import read_conversations_from_file
+from transforms.engines.fake_engine import count_words
+from transforms.io.column_map import parse_column_map
+from transforms.io.read_logs import read_conversations_from_file
+from transforms.prompts.units import make_units
 from transforms.records import Conversation, DeadLetter
-from transforms.units import make_units
 
 DEFAULT = load_policy_registry().policy("rsafe-default")
 

@@ -9,8 +9,7 @@ import pytest
 from policies import load_policy_registry
 from tests.conftest import REAL_ENGINE_SPEC
 from training.rewards import format_score, rsafe_reward
-from transforms.cascade import judge_batch
-from transforms.embedded_model import (
+from transforms.engines.embedded_model import (
     EMBEDDED_MODEL_NAME,
     GUARD_ALIAS,
     adapter_version,
@@ -18,11 +17,12 @@ from transforms.embedded_model import (
     guard_model_name,
     resolve_model,
 )
-from transforms.engine import Continuation, SamplingSettings
-from transforms.judging import JudgeRequest, JudgeSettings, p_unsafe_from_logprobs
-from transforms.prompts import render_prompt
+from transforms.engines.protocol import Continuation, SamplingSettings
+from transforms.judging.cascade import judge_batch
+from transforms.judging.decisions import JudgeRequest, JudgeSettings, p_unsafe_from_logprobs
+from transforms.judging.verdict_parsing import VERDICTS, parse_output
+from transforms.prompts.render import render_prompt
 from transforms.records import Message
-from transforms.verdict_parsing import VERDICTS, parse_output
 
 pytestmark = pytest.mark.real_engine
 
@@ -88,8 +88,8 @@ def test_real_engine_serves_exactly_the_folded_head(real_engine):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from transforms.cascade import score_without_reasoning
-    from transforms.chat_format import score_position_ids
+    from transforms.engines.chat_format import score_position_ids
+    from transforms.judging.cascade import score_without_reasoning
 
     engine = real_engine.engine
     prompts = _prompts()[:2]
@@ -122,7 +122,7 @@ def test_real_engine_category_heads_score_the_category_a_harmful_request_belongs
 def test_real_engine_cascade_with_the_head_traces_the_flagged_and_the_uncertain(real_engine):
     """Pass 1 on the real engine: the head's P(unsafe), the same alone as in a batch; a band covering everything
     traces every unit exactly as `auto` reasons it, the head still deciding; nothing flagged and no band: no trace."""
-    from transforms.cascade import score_without_reasoning
+    from transforms.judging.cascade import score_without_reasoning
 
     engine = real_engine.engine
     requests = [JudgeRequest(p) for p in _prompts()]

@@ -15,7 +15,7 @@ pytest.importorskip("sklearn")
 
 from tests.test_head_fit import LAYERS, _model_dir, _records_and_features
 from training.head_fit import fit_step
-from transforms.decision_head import write_head
+from transforms.engines.decision_head import write_head
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 

@@ -10,7 +10,7 @@ import pytest
 from training.head_data import HeadDataConfig, build_head_records
 from training.overlap import evaluation_texts, normalize_text
 from training.paths import DEFAULT_BENCHMARKS_DIR
-from transforms.embedded_model import ensure_embedded_model
+from transforms.engines.embedded_model import ensure_embedded_model
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("sklearn")
 
 from training.head_fit import fit_step
-from transforms.decision_head import read_head
+from transforms.engines.decision_head import read_head
 
 HIDDEN, LAYERS = 8, (12, 20)
 

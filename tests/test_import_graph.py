@@ -1,5 +1,6 @@
 """Imports flow downward: no circle among the project's modules, counting module-level and TYPE_CHECKING imports
-and, separately, lazy ones inside functions too (a lazy circle is a circle the first call closes)."""
+and, separately, lazy ones inside functions too (a lazy circle is a circle the first call closes); and the
+sub-packages of `transforms` import only those below them, lazy imports included."""
 
 from __future__ import annotations
 
@@ -8,6 +9,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("pipelines", "transforms", "policies", "training")
+# Bottom to top: a module may import its own layer and those before it, never one after it.
+TRANSFORMS_LAYERS = (
+    "transforms",  # the package root: Beam's import-time notice, nothing else
+    "transforms.records",
+    "transforms.stores",
+    "transforms.io",
+    "transforms.engines",
+    "transforms.prompts",
+    "transforms.judging",
+)
 
 
 def _module_name(path: Path) -> str:
@@ -79,7 +90,7 @@ def test_find_cycle_sees_a_circle_and_a_clean_graph():
 def test_the_graph_sees_type_checking_imports():
     graph = import_graph()
     assert "pipelines.job_plan" in graph["pipelines.manifest"]
-    assert "transforms.run_context" in graph["transforms.verdict_cache"]
+    assert "transforms.judging.run_context" in graph["transforms.judging.verdict_cache"]
 
 
 def test_no_import_circle_among_project_modules():
@@ -88,14 +99,16 @@ def test_no_import_circle_among_project_modules():
 
 def test_no_import_circle_counting_lazy_imports():
     lazy = import_graph(lazy=True)
-    assert "transforms.served_head" in lazy["transforms.embedded_model"]  # a function-level import is seen
-    assert "transforms.served_head" not in import_graph()["transforms.embedded_model"]
+    assert (
+        "transforms.engines.served_head" in lazy["transforms.engines.embedded_model"]
+    )  # a function-level import is seen
+    assert "transforms.engines.served_head" not in import_graph()["transforms.engines.embedded_model"]
     assert find_cycle(lazy) is None
 
 
 def test_transforms_and_policies_never_import_the_layers_above_them():
     """`pipelines` and `training` sit on top of `transforms` and `policies`: no edge runs back up, lazy ones included
-    (the embedded-model builder that `transforms.vllm_engine` calls lives in `transforms`, not `pipelines`)."""
+    (the embedded-model builder that `transforms.engines.vllm_engine` calls lives in `transforms`, not `pipelines`)."""
     above = ("pipelines", "training")
     upward = sorted(
         f"{module} -> {target}"
@@ -105,3 +118,41 @@ def test_transforms_and_policies_never_import_the_layers_above_them():
         if target.split(".")[0] in above
     )
     assert upward == []
+
+
+def layer_of(module: str, layers: tuple[str, ...]) -> str | None:
+    """The most specific layer `module` belongs to (the longest layer name it is or sits under), or None."""
+    owners = [layer for layer in layers if module == layer or module.startswith(layer + ".")]
+    return max(owners, key=len) if owners else None
+
+
+def upward_edges(graph: dict[str, set[str]], layers: tuple[str, ...]) -> list[str]:
+    """`module -> target` for every import from a layer to one after it in `layers` (modules outside them ignored)."""
+    rank = {layer: index for index, layer in enumerate(layers)}
+    edges = []
+    for module, targets in graph.items():
+        if (own := layer_of(module, layers)) is None:
+            continue
+        for target in targets:
+            if (other := layer_of(target, layers)) is not None and rank[other] > rank[own]:
+                edges.append(f"{module} -> {target}")
+    return sorted(edges)
+
+
+def test_upward_edges_sees_an_import_from_below():
+    layers = ("low", "low.a", "low.b")
+    assert upward_edges({"low.a.x": {"low.b.y"}, "low.b.y": {"low.a.x", "low.records"}}, layers) == [
+        "low.a.x -> low.b.y"
+    ]
+    assert layer_of("low.records", layers) == "low" and layer_of("other.x", layers) is None
+
+
+def test_every_transforms_module_sits_in_a_layer():
+    modules = [m for m in import_graph() if m.startswith("transforms")]
+    assert len(modules) > 40
+    assert [m for m in modules if layer_of(m, TRANSFORMS_LAYERS) == "transforms" and m != "transforms"] == []
+
+
+def test_transforms_sub_packages_import_only_those_below_them():
+    """records < stores < io < engines < prompts < judging lazy imports count."""
+    assert upward_edges(import_graph(lazy=True), TRANSFORMS_LAYERS) == []

@@ -9,10 +9,10 @@ import math
 import pytest
 
 from policies import load_policy_registry
-from transforms.cascade import judge_batch
-from transforms.engine import SamplingSettings
-from transforms.fake_engine import FakeEngineSpec
-from transforms.judging import (
+from transforms.engines.fake_engine import FakeEngineSpec
+from transforms.engines.protocol import SamplingSettings
+from transforms.judging.cascade import judge_batch
+from transforms.judging.decisions import (
     BOX_OPEN,
     THINK_CLOSE,
     JudgeRequest,
@@ -21,10 +21,10 @@ from transforms.judging import (
     p_unsafe_from_logprobs,
     verdict_opening,
 )
-from transforms.prompts import render_prompt
+from transforms.judging.run_context import RunContext
+from transforms.judging.verdict_rows import verdict_row
+from transforms.prompts.render import render_prompt
 from transforms.records import Message, ModerationUnit
-from transforms.run_context import RunContext
-from transforms.verdict_rows import verdict_row
 
 REGISTRY = load_policy_registry()
 POLICY = REGISTRY.policy("rsafe-default")

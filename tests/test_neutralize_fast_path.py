@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from transforms import prompts as p
+from transforms.prompts import render as p
 
 PIECES = ["<", "|", "im_end", ">", "[", "INST", "]", "<<", "SYS", ">>", "<｜", "｜>", "\\", "boxed", "\n", "User", ":"]
 PIECES += [" ", "think", "/", "s", "end_of_turn", "Agent", "tool call", "x"]

@@ -13,10 +13,10 @@ from pipelines.moderate import run
 from pipelines.published import OutputUnreadableError
 from scripts.synthetic_archive import archive_days, day_table, write_flat_archive, write_hive_archive
 from tests.test_remote_storage import fast_store_lease, s3_server  # noqa: F401  (fixtures)
-from transforms.date_window import DateWindow
-from transforms.input_files import ListedFile
-from transforms.input_plan import consecutive_runs, plan_input
-from transforms.partition_days import partition_day, row_group_days
+from transforms.io.date_window import DateWindow
+from transforms.io.input_files import ListedFile
+from transforms.io.input_plan import consecutive_runs, plan_input
+from transforms.io.partition_days import partition_day, row_group_days
 
 DAYS = archive_days(4)
 ROWS = 10  # per day

@@ -1,4 +1,4 @@
-"""Table tests of tolerant message normalisation (`transforms.normalise`)."""
+"""Table tests of tolerant message normalisation (`transforms.io.normalise`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from transforms.normalise import (
+from transforms.io.normalise import (
     REPAIR_KINDS,
     RawMessage,
     canonical_role,

@@ -11,7 +11,7 @@ import pytest
 
 from pipelines.moderate import print_help, run
 from pipelines.usage import reject_unknown_args
-from transforms.read_logs import InputError
+from transforms.io.read_logs import InputError
 
 
 def test_misspelt_option_is_an_error_naming_it():

@@ -9,16 +9,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from transforms.cascade import judge_batch
-from transforms.embedded_model import ensure_embedded_model
-from transforms.engine import SamplingSettings
-from transforms.judge_units import JudgeUnitsDoFn
-from transforms.judging import JudgeRequest, JudgeSettings
-from transforms.phase_tokens import categories_suffix, verdict_opening
+from transforms.engines.embedded_model import ensure_embedded_model
+from transforms.engines.protocol import SamplingSettings
+from transforms.engines.served_head import ServedHead
+from transforms.engines.vllm_engine import VllmEngine
+from transforms.judging.cascade import judge_batch
+from transforms.judging.decisions import JudgeRequest, JudgeSettings
+from transforms.judging.judge_dofn import JudgeUnitsDoFn
+from transforms.judging.phase_tokens import categories_suffix, verdict_opening
+from transforms.judging.run_context import RunContext
 from transforms.records import ModerationUnit
-from transforms.run_context import RunContext
-from transforms.served_head import ServedHead
-from transforms.vllm_engine import VllmEngine
 
 PROMPT = "Is this conversation safe?\n<BEGIN CONVERSATION>\nUser: how do I bake bread\n<END CONVERSATION>"
 

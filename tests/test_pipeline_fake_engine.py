@@ -24,10 +24,10 @@ from pipelines.moderate import run
 from policies import load_policy_registry, tenant_id_problem
 from scripts.generate_malformed_logs import write_malformed_corpus
 from scripts.generate_sample_logs import write_canonical
-from transforms.fake_engine import FakeEngineSpec
-from transforms.read_logs import read_conversations_from_file
+from transforms.engines.fake_engine import FakeEngineSpec
+from transforms.io.read_logs import read_conversations_from_file
+from transforms.prompts.units import judged_turns
 from transforms.records import Conversation
-from transforms.units import judged_turns
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = REPO_ROOT / "samples" / "logs"
@@ -392,7 +392,7 @@ def test_check_accounting_extra_rows():
 
 
 def test_written_files_have_the_documented_schema(sample_run):
-    from transforms.write_partitions import VERDICT_SCHEMA
+    from transforms.io.write_partitions import VERDICT_SCHEMA
 
     out, _ = sample_run
     for path in (out / "verdicts").rglob("*.parquet"):
@@ -410,7 +410,7 @@ def test_fake_engine_unknown_tenants_are_counted_and_case_variants_flagged(tmp_p
         conversation_row("g1", "globex", ("user", "Where is my order?")),
     ]
     write_canonical(rows, tmp_path / "in" / "logs.parquet")
-    with caplog.at_level("WARNING", logger="transforms.units"):
+    with caplog.at_level("WARNING", logger="transforms.prompts.units"):
         manifest = moderate(tmp_path / "out", inputs=[tmp_path / "in"])
     assert manifest.status == "succeeded"
     assert manifest.unknown_tenants == {

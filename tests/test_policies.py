@@ -419,7 +419,7 @@ def test_cli_help() -> None:
 
 
 def test_cli_render_prints_prompt_for_tenant_policy(tmp_path: Path) -> None:
-    prompts = pytest.importorskip("transforms.prompts")
+    prompts = pytest.importorskip("transforms.prompts.render")
     from transforms.records import Message
 
     messages = [{"role": "user", "content": "will you be my girlfriend?"}]

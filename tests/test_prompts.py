@@ -7,8 +7,8 @@ import re
 import pytest
 
 from policies import Category, ResolvedPolicy, load_policy_registry
-from transforms.fake_engine import count_words
-from transforms.prompts import (
+from transforms.engines.fake_engine import count_words
+from transforms.prompts.render import (
     TEMPLATES,
     fit_conversation,
     neutralize_content,

@@ -24,9 +24,9 @@ from scripts.generate_sample_logs import (
     write_samples,
     write_turn_rows,
 )
-from transforms import read_logs
-from transforms.log_schema import CANONICAL, ERROR_KINDS, TURN_PER_ROW, detect_layout
-from transforms.read_logs import (
+from transforms.io import read_logs
+from transforms.io.log_schema import CANONICAL, ERROR_KINDS, TURN_PER_ROW, detect_layout
+from transforms.io.read_logs import (
     CONVERSATIONS,
     DEAD_LETTER,
     DUPLICATES,

@@ -13,7 +13,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 import pipelines.options  # noqa: F401  (registers the job's options with Beam's)
 from pipelines.runners import import_runner_options
-from transforms.write_partitions import ERROR_SCHEMA, VERDICT_SCHEMA
+from transforms.io.write_partitions import ERROR_SCHEMA, VERDICT_SCHEMA
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 PROSE = re.sub(r"^```.*?^```", "", README, flags=re.DOTALL | re.MULTILINE)  # shell blocks: test_readme_blocks

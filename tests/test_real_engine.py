@@ -15,12 +15,12 @@ import pytest
 from pipelines.moderate import run
 from policies import load_policy_registry
 from tests.conftest import REAL_ENGINE_SPEC
-from transforms.cascade import judge_batch
-from transforms.embedded_model import guard_model_name
-from transforms.engine import Continuation, SamplingSettings
-from transforms.judging import JudgeRequest, JudgeSettings, verdict_opening
-from transforms.prompts import fit_conversation, render_prompt
-from transforms.read_logs import count_rows_in_file
+from transforms.engines.embedded_model import guard_model_name
+from transforms.engines.protocol import Continuation, SamplingSettings
+from transforms.io.read_logs import count_rows_in_file
+from transforms.judging.cascade import judge_batch
+from transforms.judging.decisions import JudgeRequest, JudgeSettings, verdict_opening
+from transforms.prompts.render import fit_conversation, render_prompt
 from transforms.records import Message
 
 pytestmark = pytest.mark.real_engine

@@ -21,8 +21,8 @@ from pipelines import report_plots
 from pipelines import report_queries as q
 from pipelines.moderate import run
 from pipelines.report import SECTIONS, build_report, main
-from transforms.fake_engine import FakeEngineSpec
-from transforms.write_partitions import VERDICT_SCHEMA
+from transforms.engines.fake_engine import FakeEngineSpec
+from transforms.io.write_partitions import VERDICT_SCHEMA
 
 REPO = Path(__file__).resolve().parents[1]
 NIGHTS = [dt.date(2026, 11, 1) + dt.timedelta(days=i) for i in range(10)]

@@ -11,7 +11,7 @@ from pipelines.label_agreement import agreement_lines
 from pipelines.moderate import run
 from pipelines.report import build_report
 from pipelines.review import LabelError, agreement, export_queue, import_labels, main, scan_labels
-from transforms.fake_engine import FakeEngineSpec
+from transforms.engines.fake_engine import FakeEngineSpec
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = str(REPO / "samples/logs/*.parquet")

@@ -321,7 +321,7 @@ def test_killed_runs_rerun_without_duplicates_and_are_marked_abandoned(tmp_path)
 
 
 def test_date_window_semantics():
-    from transforms.date_window import DateWindow
+    from transforms.io.date_window import DateWindow
 
     window = DateWindow("2026-11-26", "2026-11-27")
     assert [window.contains(d) for d in ("2026-11-25", "2026-11-26", "2026-11-27", "2026-11-28")] == [

@@ -12,8 +12,8 @@ import types
 
 import pytest
 
-from transforms.embedded_model import ensure_embedded_model
-from transforms.special_tokens import WORD_JOINER, break_special_tokens, special_token_strings
+from transforms.engines.embedded_model import ensure_embedded_model
+from transforms.engines.special_tokens import WORD_JOINER, break_special_tokens, special_token_strings
 
 FAMILIES = {
     "qwen2.5": (
@@ -87,10 +87,10 @@ def test_the_jobs_units_cannot_spell_the_embedded_models_tokens(smollm2):
     import datetime as dt
 
     from policies import load_policy_registry
-    from transforms.chat_format import chat_prompt_text
+    from transforms.engines.chat_format import chat_prompt_text
+    from transforms.engines.vllm_engine import VllmEngineSpec
+    from transforms.prompts.units import MakeUnitsDoFn
     from transforms.records import Conversation, Message
-    from transforms.units import MakeUnitsDoFn
-    from transforms.vllm_engine import VllmEngineSpec
 
     spec = VllmEngineSpec(model=ensure_embedded_model())
     step = MakeUnitsDoFn(load_policy_registry(), "rsafe", "m", spec)

@@ -12,12 +12,12 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipelines.moderate import build_pipeline, plan_job, resolve_dedup
 from pipelines.options import ModerationOptions
 from scripts.generate_sample_logs import generate_conversations, write_canonical
-from transforms.batching import BatchPerKeyDoFn
-from transforms.disk_index import DiskIndex, release_indexes, shared_index
-from transforms.judgement_memo import JudgementMemo
-from transforms.judging import Judgement
-from transforms.verdict_cache import VerdictCache, cache_row, settings_key
-from transforms.write_partitions import publish_table
+from transforms.io.write_partitions import publish_table
+from transforms.judging.batching import BatchPerKeyDoFn
+from transforms.judging.decisions import Judgement
+from transforms.judging.judgement_memo import JudgementMemo
+from transforms.judging.verdict_cache import VerdictCache, cache_row, settings_key
+from transforms.stores.disk_index import DiskIndex, release_indexes, shared_index
 
 GROUP_BY_KEY_URN = "beam:transform:group_by_key:v1"
 FLATTEN_URN = "beam:transform:flatten:v1"
@@ -87,8 +87,8 @@ def test_memo_recalls_this_runs_judgements_as_duplicates():
 
 
 def test_memo_starts_from_the_verdict_cache_earliest_entry_first_use_not_a_duplicate(tmp_path):
-    from transforms.judging import JudgeSettings
-    from transforms.run_context import RunContext
+    from transforms.judging.decisions import JudgeSettings
+    from transforms.judging.run_context import RunContext
 
     context = RunContext("run-memo-2", "m", JudgeSettings())
     key = settings_key(context)
@@ -108,7 +108,7 @@ def test_memo_starts_from_the_verdict_cache_earliest_entry_first_use_not_a_dupli
 
     import pyarrow as pa
 
-    from transforms.verdict_cache import CACHE_SCHEMA
+    from transforms.judging.verdict_cache import CACHE_SCHEMA
 
     later = pa.Table.from_pylist([entry("unsafe", "night-2", t0 + dt.timedelta(days=1))], schema=CACHE_SCHEMA)
     earlier = pa.Table.from_pylist([entry("safe", "night-1", t0)], schema=CACHE_SCHEMA)

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from pipelines import evaluate
-from transforms.fake_engine import FakeEngineSpec
+from transforms.engines.fake_engine import FakeEngineSpec
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))

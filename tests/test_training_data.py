@@ -15,10 +15,10 @@ from training.overlap import evaluation_texts, normalize_text
 from training.paths import DEFAULT_BENCHMARKS_DIR
 from training.policy_variants import choose_policy, codes_for, derived_policy, label_under
 from training.sources import LabelledText
-from transforms.chat_format import chat_prompt_text
-from transforms.embedded_model import ensure_embedded_model
+from transforms.engines.chat_format import chat_prompt_text
+from transforms.engines.embedded_model import ensure_embedded_model
+from transforms.prompts.units import make_units
 from transforms.records import Conversation, Message
-from transforms.units import make_units
 
 SMALL = DataConfig(train_per_cell=16, validation_per_cell=6)
 

@@ -17,7 +17,7 @@ from training.logging_callback import read_log
 from training.packed_sft import PackedSFTConfig, group_packs, pack_of, run_packed_sft
 from training.packing import build_pack, common_prefix_length, pack_tensors
 from training.policy_variants import PolicyChoice, codes_for, derived_policy, label_in_pack
-from transforms.embedded_model import ensure_embedded_model
+from transforms.engines.embedded_model import ensure_embedded_model
 
 PACKED = DataConfig(train_per_cell=12, validation_per_cell=2, pack_size=4)
 

@@ -16,7 +16,7 @@ from training.dataset import DataConfig, build_datasets, write_datasets
 from training.grpo import GRPOStageConfig, run_grpo
 from training.logging_callback import read_log
 from training.sft import SFTStageConfig, run_sft
-from transforms.embedded_model import ensure_embedded_model
+from transforms.engines.embedded_model import ensure_embedded_model
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,10 @@ import pytest
 from apache_beam.pvalue import TaggedOutput
 
 from policies import load_policy_registry
-from transforms.fake_engine import FakeEngineSpec, count_words
-from transforms.prompts import TEMPLATES
+from transforms.engines.fake_engine import FakeEngineSpec, count_words
+from transforms.prompts.render import TEMPLATES
+from transforms.prompts.units import DEAD_LETTER, MakeUnitsDoFn, judged_turns, make_units, stable_key
 from transforms.records import Conversation, DeadLetter, Message, ModerationUnit
-from transforms.units import DEAD_LETTER, MakeUnitsDoFn, judged_turns, make_units, stable_key
 
 REGISTRY = load_policy_registry()
 DEFAULT = REGISTRY.policy("rsafe-default")

@@ -12,12 +12,12 @@ import pytest
 
 from pipelines.moderate import run
 from scripts.generate_sample_logs import generate_conversations, write_canonical
-from transforms.engine import SamplingSettings
-from transforms.fake_engine import FakeEngineSpec
-from transforms.judging import Judgement, JudgeSettings
-from transforms.records import ModerationUnit
-from transforms.run_context import RunContext
-from transforms.verdict_cache import (
+from transforms.engines.fake_engine import FakeEngineSpec
+from transforms.engines.protocol import SamplingSettings
+from transforms.io.write_partitions import VERDICT_SCHEMA
+from transforms.judging.decisions import Judgement, JudgeSettings
+from transforms.judging.run_context import RunContext
+from transforms.judging.verdict_cache import (
     CACHE_SCHEMA,
     cache_files,
     cache_row,
@@ -25,8 +25,8 @@ from transforms.verdict_cache import (
     load_cache,
     settings_key,
 )
-from transforms.verdict_rows import verdict_row
-from transforms.write_partitions import VERDICT_SCHEMA
+from transforms.judging.verdict_rows import verdict_row
+from transforms.records import ModerationUnit
 
 # Columns that say what was judged and what the engine answered (not when or by which run the row was written).
 JUDGED = ("verdict", "outcome", "verdict_source", "p_unsafe", "raw_output", "reasoning", "finish_reason",

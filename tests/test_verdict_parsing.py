@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from transforms.verdict_parsing import (
+from transforms.judging.verdict_parsing import (
     extract_reasoning,
     last_box_content,
     normalize_verdict,

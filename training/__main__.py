@@ -9,7 +9,7 @@ the stage-1 result, exported from `runs/training/sft/adapter`):
     python -m training data --out runs/packed/data --pack-size 10 --train-per-cell 400 \
         --policy-shares default=0.35,shuffled=0.15,subset=0.35,tenant=0.15
     python -m training sft --packed --data runs/packed/data --out runs/packed/sft --threads 2 --lr 1.5e-4 \
-        --init transforms/embedded_guard
+        --init transforms/engines/embedded_guard
     python -m training focus --adapter runs/training/sft/adapter --data runs/training/data
     python -m training grpo --data runs/training/data --split grpo --init runs/training/sft/adapter \
         --out runs/training/grpo
@@ -33,7 +33,7 @@ from training.paths import DEFAULT_BENCHMARKS_DIR, DEFAULT_RUN_DIR, DEFAULT_TRAI
 def _base_model(value: str | None) -> str:
     if value:
         return value
-    from transforms.embedded_model import ensure_embedded_model
+    from transforms.engines.embedded_model import ensure_embedded_model
 
     return ensure_embedded_model()
 
@@ -161,7 +161,7 @@ def cmd_curves(args: argparse.Namespace) -> None:
 def cmd_head(args: argparse.Namespace) -> None:
     from training.head import HeadConfig, run_head
     from training.head_data import HeadDataConfig
-    from transforms.embedded_model import resolve_model
+    from transforms.engines.embedded_model import resolve_model
 
     data = HeadDataConfig(
         seed=args.seed,
@@ -297,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     export_head.add_argument("--check-rows", type=int, default=200, help="validation rows the fold is checked on")
     export_head.set_defaults(func=cmd_export_head)
 
-    export = sub.add_parser("export", help="ship an adapter as the embedded guard (transforms/embedded_guard/)")
+    export = sub.add_parser("export", help="ship an adapter as the embedded guard (transforms/engines/embedded_guard/)")
     export.add_argument("--adapter", required=True)
     export.add_argument("--run", default=str(DEFAULT_RUN_DIR), help="the run folder, for provenance")
     export.set_defaults(func=cmd_export)
@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     args.func(args)
     if args.command in ENGINE_COMMANDS:
-        from transforms.vllm_engine import exit_after_offline_engine
+        from transforms.engines.vllm_engine import exit_after_offline_engine
 
         exit_after_offline_engine()
 

@@ -25,10 +25,10 @@ from training.paths import DEFAULT_BENCHMARKS_DIR, DEFAULT_TRAIN_DIR
 from training.policy_variants import PolicyChoice, choose_policy, codes_for
 from training.rationales import target
 from training.sources import LABELS, LEVELS, LabelledText, read_sources
-from transforms.chat_format import chat_prompt_text
-from transforms.prompts import fit_conversation, render_from_lines
+from transforms.engines.chat_format import chat_prompt_text
+from transforms.engines.special_tokens import special_token_strings
+from transforms.prompts.render import fit_conversation, render_from_lines
 from transforms.records import Message
-from transforms.special_tokens import special_token_strings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,7 +115,7 @@ def render_under(
     """The record of `item` shown under `choice` (its policy, kind and the item's label there) with `template`."""
     policy = choice.policy
     violated = _violated(codes_for(item.category), policy, choice.label) if template == "rsafe-categories" else ()
-    special = special_token_strings(tokenizer)  # as the job breaks them (transforms.units.MakeUnitsDoFn)
+    special = special_token_strings(tokenizer)  # as the job breaks them (transforms.prompts.units.MakeUnitsDoFn)
     fitted = fit_conversation(_messages(item), item.level, policy.context_budget_tokens, count_tokens, special)
     user_message = render_from_lines(policy, fitted.lines, item.level, template)
     judged = item.response if item.level == "response" else item.prompt

@@ -1,8 +1,9 @@
-"""Ship a trained adapter as the embedded guard: its files into `transforms/embedded_guard/`, with provenance.
+"""Ship a trained adapter as the embedded guard: its files into `transforms/engines/embedded_guard/`, with provenance.
 
 `training.json` beside the adapter says how it was made: the data report (sets, counts, overlap check), each
 stage's config and final logged values, validation reports where present, and the adapter's version (the hash the
-job records on every verdict). The merged HF folder is built from it by `transforms.embedded_model` (at install).
+job records on every verdict). The merged HF folder is built from it by `transforms.engines.embedded_model` (at
+install).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 from training.logging_callback import read_log
-from transforms.embedded_model import GUARD_ADAPTER_DIR, adapter_version, guard_model_name
+from transforms.engines.embedded_model import GUARD_ADAPTER_DIR, adapter_version, guard_model_name
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 MAX_ADAPTER_BYTES = 30 * 1024 * 1024

@@ -1,4 +1,4 @@
-"""Ship a fitted decision head as the embedded guard's head: its files into `transforms/embedded_guard/head/`.
+"""Ship a fitted decision head as the embedded guard's head: its files into `transforms/engines/embedded_guard/head/`.
 
 Before copying, the head is folded into the model it was fitted on, and the folded model (transformers, fp32) is
 run on validation records: the served logit difference at the box is compared with the fitted head's score on
@@ -20,9 +20,9 @@ import numpy as np
 from training.export import _git_commit
 from training.head_data import read_records
 from training.head_fit import scores_report, sigmoid
-from transforms.chat_format import score_position_ids
-from transforms.decision_head import HEAD_CONFIG, HEAD_WEIGHTS, build_folded_model, head_version, read_head
-from transforms.embedded_model import GUARD_HEAD_DIR, resolve_model
+from transforms.engines.chat_format import score_position_ids
+from transforms.engines.decision_head import HEAD_CONFIG, HEAD_WEIGHTS, build_folded_model, head_version, read_head
+from transforms.engines.embedded_model import GUARD_HEAD_DIR, resolve_model
 
 
 def served_scores(model_dir: str, sequences: list[list[int]]) -> np.ndarray:
@@ -31,7 +31,7 @@ def served_scores(model_dir: str, sequences: list[list[int]]) -> np.ndarray:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from transforms.served_head import ServedHead
+    from transforms.engines.served_head import ServedHead
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     head = ServedHead.read(model_dir)

@@ -1,10 +1,10 @@
 """Decision-head features, read by vLLM itself at the position where the cascade's score pass reads P(unsafe).
 
-For each record the token sequence is `transforms.chat_format.score_position_ids` (the job's rendered prompt, an
+For each record the token sequence is `transforms.engines.chat_format.score_position_ids` (the job's rendered prompt, an
 empty thought, an opened box: exactly what the served engine sends), and the features are taken at its last
 token: the final normed hidden state, and the residual stream after each of `layers`, divided by the RMS of the
 final residual (what the final norm divides by, so a head on layer k can be folded into the served model:
-`transforms.decision_head`).
+`transforms.engines.decision_head`).
 
 The engine is vLLM's pooling runner with last-token pooling and prefix caching: rows come sorted by policy, and
 the first row of each policy is sent alone before the rest, so the policy prefix (~300-900 tokens) is computed
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from transforms.chat_format import score_position_ids
+from transforms.engines.chat_format import score_position_ids
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class FeatureExtractor:
         from vllm import LLM
         from vllm.config import PoolerConfig
 
-        from transforms.cpu_serving import bind_model_threads
+        from transforms.engines.cpu_serving import bind_model_threads
 
         os.environ[_INSECURE_SERIALIZATION] = "1"
         bind_model_threads()

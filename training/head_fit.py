@@ -203,7 +203,7 @@ def num_layers(model_dir: str) -> int:
 
 def fit_step(records: Sequence[dict], out: Path, config: Any) -> dict:
     """Fit, choose and save the head under `out/head`; returns the figures recorded in `training.json`."""
-    from transforms.decision_head import write_head
+    from transforms.engines.decision_head import write_head
 
     started = time.monotonic()
     features = np.load(out / "features" / "features.npy")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from transforms.prompts import neutralize_content
+from transforms.prompts.render import neutralize_content
 
 QUOTE_WORDS = 12
 _SPACE = re.compile(r"\s+")

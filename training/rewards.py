@@ -2,7 +2,7 @@
 
 - format = 1 iff the whole completion matches `<think>.*</think>.*\\boxed{.*}.*` (DOTALL; any text before
   `<think>`, even whitespace, fails);
-- accuracy = 1 iff the last box (`transforms.verdict_parsing.last_box_content`, nested braces counted,
+- accuracy = 1 iff the last box (`transforms.judging.verdict_parsing.last_box_content`, nested braces counted,
   lower-cased; an unclosed last box is no answer) equals the gold label, and only when format = 1;
 - reward = 0.9·accuracy + 0.1·format → 1.0 (right), 0.1 (well-formed but wrong), 0.0 (malformed).
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from transforms.verdict_parsing import last_box_content
+from transforms.judging.verdict_parsing import last_box_content
 
 _FORMAT = re.compile(r"<think>.*</think>.*\\boxed\{.*\}.*", re.DOTALL)
 THINK_TAG = "<think>"

@@ -16,9 +16,9 @@ from pathlib import Path
 from pipelines import metrics
 from training.dataset import read_split, write_split
 from training.rewards import format_score, rsafe_reward
-from transforms.cascade import judge_batch
-from transforms.engine import SamplingSettings
-from transforms.judging import JudgeRequest, JudgeSettings
+from transforms.engines.protocol import SamplingSettings
+from transforms.judging.cascade import judge_batch
+from transforms.judging.decisions import JudgeRequest, JudgeSettings
 
 BATCH = 64
 
@@ -44,7 +44,7 @@ def score_records(records: list[dict], outputs: list[tuple[str, str, float | Non
 
 def judge_records(model_dir: str, records: list[dict], max_tokens: int) -> list[tuple[str, str, float | None]]:
     """(raw output, outcome, P(unsafe)) of each record's served prompt, free mode, greedy, real vLLM engine."""
-    from transforms.vllm_engine import VllmEngineSpec
+    from transforms.engines.vllm_engine import VllmEngineSpec
 
     engine = VllmEngineSpec(model=model_dir, dtype="float32", max_model_len=4096).load()
     settings = JudgeSettings(verdict_mode="free", sampling=SamplingSettings(max_tokens=max_tokens))
@@ -81,7 +81,7 @@ def validate(model_dir: str, data_dir: Path, max_tokens: int = 128, limit: int |
 
 def _with_model(base: str, adapter: str, run: Callable[[str], dict]) -> dict:
     """Run `run(model_dir)` on `base` merged with `adapter` (in a temporary folder), or on `base` alone."""
-    from transforms.embedded_model import merge_adapter
+    from transforms.engines.embedded_model import merge_adapter
 
     if not adapter:
         return run(base)

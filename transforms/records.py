@@ -20,7 +20,7 @@ DEAD_LETTER = "dead_letter"
 @dataclasses.dataclass(frozen=True)
 class Message:
     """One turn of a conversation: `system`, `user`, `assistant`, or a context line (`tool`, `tool_call`,
-    `other`; see `transforms.normalise`). `source_index` is the index of the message it was read from (None:
+    `other`; see `transforms.io.normalise`). `source_index` is the index of the message it was read from (None:
     its position in the conversation)."""
 
     role: str
@@ -39,7 +39,7 @@ class Conversation:
     source_file: str
     source_row: int  # first row of this conversation in its source file
     source_rows: int = 1  # input rows it accounts for: 1 (canonical layout) or one per turn (turn-per-row)
-    input_repairs: tuple[str, ...] = ()  # what normalisation repaired (`transforms.normalise`)
+    input_repairs: tuple[str, ...] = ()  # what normalisation repaired (`transforms.io.normalise`)
 
     @property
     def date(self) -> str:

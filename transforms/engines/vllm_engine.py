@@ -1,0 +1,286 @@
+"""The vLLM engine behind the seam: one in-process `vllm.LLM` per worker, fed whole batches.
+
+Prompts go through the model's chat template and are sent as token ids, so a continuation (phase 2) is the
+exact token sequence of phase 1 plus a suffix and hits vLLM's prefix cache instead of being re-tokenised.
+Verdict probabilities are computed over the full words (`safe` / `unsafe`, whatever their tokenisation) by
+teacher forcing: one single-token request per distinct token prefix of the choices, asking only for the
+log-probability of the next token of each choice (`logprob_token_ids`), all sharing the cached context. With
+SmolLM2's vocabulary that is two requests per unit (`safe` | `uns`, then `afe` after `uns`). Each request costs
+about one engine step whatever its size, so the closing `}` is not scored (it would double the requests).
+
+A model folder with a folded decision head (`rsafe_head.json`, `transforms.engines.served_head`) is scored at the box by
+one request per unit: the head's score is the difference of the decision token's and `safe`'s logits there, and
+the decision and category tokens are never generated (`logit_bias`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from transforms.engines.chat_format import chat_prompt_text
+from transforms.engines.cpu_serving import bind_model_threads, cpu_has_native_bf16, serving_dtype
+from transforms.engines.protocol import Completion, Continuation, EngineError, SamplingSettings
+from transforms.engines.served_head import ServedHead
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class VllmEngineSpec:
+    """How to build the vLLM engine on a worker. `model=None` means the embedded default model."""
+
+    model: str | None = None
+    dtype: str = "auto"
+    max_model_len: int = 4096
+    enforce_eager: bool = True
+    kv_cache_gib: float = 1.0  # CPU backend: explicit KV cache size (vLLM otherwise reserves 92% of RAM)
+    max_num_seqs: int = 256
+    enable_prefix_caching: bool = True
+    seed: int = 0
+    # KV block size; only full blocks are prefix-cached, so phase 2 recomputes up to block_size-1 tokens per
+    # scoring request. The CPU backend's default is 128; None keeps the platform default.
+    block_size: int | None = 32
+
+    @property
+    def cache_key(self) -> str:
+        return f"vllm:{dataclasses.astuple(self)}"
+
+    def resolved_model(self) -> str:
+        from transforms.engines.embedded_model import resolve_model
+
+        return resolve_model(self.model)
+
+    @property
+    def model_label(self) -> str:
+        """The model as recorded on verdicts: the embedded guard as base + adapter version."""
+        from transforms.engines.embedded_model import model_label
+
+        return model_label(self.model)
+
+    def load(self) -> VllmEngine:
+        from vllm import LLM
+
+        model = self.resolved_model()
+        kwargs: dict[str, Any] = dict(
+            model=model,
+            dtype=serving_dtype(self.dtype, _is_embedded(self.model), _is_cpu_build() and not cpu_has_native_bf16()),
+            max_model_len=self.max_model_len,
+            enforce_eager=self.enforce_eager,
+            enable_prefix_caching=self.enable_prefix_caching,
+            max_num_seqs=self.max_num_seqs,
+            seed=self.seed,
+        )
+        if self.block_size is not None:
+            kwargs["block_size"] = self.block_size
+        if _is_cpu_build():
+            kwargs["kv_cache_memory_bytes"] = int(self.kv_cache_gib * (1 << 30))
+            bind_model_threads()
+        log.info("starting vLLM engine: %s", kwargs)
+        try:
+            llm = LLM(**kwargs)
+        except Exception as exc:
+            raise EngineError(f"could not start the vLLM engine for {model!r}: {type(exc).__name__}: {exc}") from exc
+        return VllmEngine(llm, self.model_label, self.max_model_len, ServedHead.read(model))
+
+    def load_token_counter(self) -> Callable[[str], int]:
+        tokenizer = self._tokenizer()
+        return lambda text: len(tokenizer.encode(text, add_special_tokens=False))
+
+    def load_special_tokens(self) -> tuple[str, ...]:
+        from transforms.engines.special_tokens import special_token_strings
+
+        return special_token_strings(self._tokenizer())
+
+    def _tokenizer(self):
+        return _load_tokenizer(self.resolved_model())
+
+
+@functools.lru_cache(maxsize=4)
+def _load_tokenizer(model_dir: str):
+    """The HF tokenizer of a model folder, loaded once per process (counting and special tokens share it)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model_dir)
+
+
+def _is_embedded(model: str | None) -> bool:
+    from transforms.engines.embedded_model import is_embedded
+
+    return is_embedded(model)
+
+
+def _is_cpu_build() -> bool:
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
+
+
+class VllmEngine:
+    """`VerdictEngine` over an in-process `vllm.LLM`."""
+
+    def __init__(self, llm: Any, model_name: str, max_len: int, decision_head: ServedHead | None = None) -> None:
+        self._llm = llm
+        self._tokenizer = llm.get_tokenizer()
+        self.model_name = model_name
+        self.max_context_tokens = max_len
+        self.decision_head = decision_head
+        # a head's category slots hold category read-outs, not text: never generated
+        self._banned = {t: -100.0 for t in decision_head.never_generated} if decision_head else {}
+
+    def _encode(self, text: str) -> list[int]:
+        return list(self._tokenizer.encode(text, add_special_tokens=False))
+
+    def _prompt_ids(self, user_message: str, assistant_prefix: str) -> list[int]:
+        return self._encode(chat_prompt_text(self._tokenizer, user_message, assistant_prefix))
+
+    def count_prompt_tokens(self, user_messages: Sequence[str], assistant_prefix: str = "") -> list[int]:
+        return [len(self._prompt_ids(m, assistant_prefix)) for m in user_messages]
+
+    def complete(
+        self,
+        user_messages: Sequence[str],
+        sampling: SamplingSettings,
+        max_tokens: Sequence[int],
+        *,
+        assistant_prefix: str = "",
+        stop: Sequence[str] = (),
+    ) -> list[Completion]:
+        from vllm.inputs import TokensPrompt
+
+        prompts = [self._prompt_ids(m, assistant_prefix) for m in user_messages]
+        params = [_sampling_params(sampling, limit, stop, True, self._banned) for limit in max_tokens]
+        outputs = self._llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in prompts], params, use_tqdm=False)
+        completions = []
+        for ids, output in zip(prompts, outputs, strict=True):
+            generated = output.outputs[0]
+            completions.append(
+                Completion(
+                    text=generated.text,
+                    finish_reason=generated.finish_reason or "stop",
+                    prompt_tokens=len(ids),
+                    completion_tokens=len(generated.token_ids),
+                    handle=(tuple(ids), tuple(generated.token_ids)),
+                )
+            )
+        return completions
+
+    def _context_ids(self, continuation: Continuation) -> list[int]:
+        """Prompt ids + the generated ids that make up the kept text + the suffix's ids."""
+        prompt_ids, output_ids = continuation.completion.handle
+        keep = continuation.completion.text[: continuation.keep_chars]
+        if continuation.keep_chars == 0:
+            kept_ids = []
+        elif keep == continuation.completion.text:
+            kept_ids = list(output_ids)
+        else:  # longest run of generated tokens whose text is a prefix of `keep`, then the rest re-encoded
+            kept_ids, text = [], ""
+            for token in output_ids:
+                piece = self._tokenizer.decode([*kept_ids, token])
+                if not keep.startswith(piece):
+                    break
+                kept_ids.append(token)
+                text = piece
+            kept_ids += self._encode(keep[len(text) :]) if len(text) < len(keep) else []
+        return [*prompt_ids, *kept_ids, *self._encode(continuation.suffix)]
+
+    def continue_text(
+        self, continuations: Sequence[Continuation], sampling: SamplingSettings, max_tokens: int, stop: Sequence[str]
+    ) -> list[str]:
+        from vllm.inputs import TokensPrompt
+
+        params = _sampling_params(sampling, max_tokens, stop, False, self._banned)
+        prompts = [TokensPrompt(prompt_token_ids=self._context_ids(c)) for c in continuations]
+        return [o.outputs[0].text for o in self._llm.generate(prompts, params, use_tqdm=False)]
+
+    def continuation_logprobs(
+        self, continuations: Sequence[Continuation], choices: Sequence[str]
+    ) -> list[dict[str, float]]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        head = self.decision_head
+        if head is not None and set(choices) <= set(head.readout_tokens):
+            return self._head_logprobs(continuations, choices, head)
+        choice_ids = {choice: self._encode(choice) for choice in choices}
+        requests: list[tuple[int, tuple[int, ...], list[int]]] = []  # (unit, prefix within choice, next ids)
+        for unit in range(len(continuations)):
+            for prefix, next_ids in _choice_trie(choice_ids).items():
+                requests.append((unit, prefix, next_ids))
+        contexts = [self._context_ids(c) for c in continuations]
+        prompts = [TokensPrompt(prompt_token_ids=contexts[u] + list(p)) for u, p, _ in requests]
+        params = [SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=ids) for _, _, ids in requests]
+        outputs = self._llm.generate(prompts, params, use_tqdm=False)
+        step_logprob: dict[tuple[int, tuple[int, ...], int], float] = {}
+        for (unit, prefix, next_ids), output in zip(requests, outputs, strict=True):
+            scored = output.outputs[0].logprobs[0]
+            for token in next_ids:
+                step_logprob[(unit, prefix, token)] = scored[token].logprob
+        results = []
+        for unit in range(len(continuations)):
+            totals = {}
+            for choice, ids in choice_ids.items():
+                totals[choice] = sum(step_logprob[(unit, tuple(ids[:i]), ids[i])] for i in range(len(ids)))
+            results.append(totals)
+        return results
+
+    def _head_logprobs(
+        self, continuations: Sequence[Continuation], choices: Sequence[str], head: ServedHead
+    ) -> list[dict[str, float]]:
+        """Log-probabilities at the box of the head's read-outs (`ServedHead.readout_tokens`), in one request per
+        unit: `unsafe` minus `safe` is the decision head's score, `category:<code>` minus `safe` a category head's."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        token = head.readout_tokens
+        params = SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=[token[c] for c in choices])
+        prompts = [TokensPrompt(prompt_token_ids=self._context_ids(c)) for c in continuations]
+        results = []
+        for output in self._llm.generate(prompts, params, use_tqdm=False):
+            scored = output.outputs[0].logprobs[0]
+            results.append({c: scored[token[c]].logprob for c in choices})
+        return results
+
+
+def _sampling_params(
+    sampling: SamplingSettings, max_tokens: int, stop: Sequence[str], include_stop: bool, bias: dict[int, float]
+) -> Any:
+    """vLLM `SamplingParams` for the run's sampling settings (`bias`: tokens never to generate)."""
+    from vllm import SamplingParams
+
+    return SamplingParams(
+        max_tokens=max_tokens,
+        temperature=sampling.temperature,
+        top_p=sampling.top_p,
+        repetition_penalty=sampling.repetition_penalty,
+        seed=sampling.seed,
+        stop=list(stop) or None,
+        include_stop_str_in_output=include_stop,
+        logit_bias=bias or None,
+    )
+
+
+def _choice_trie(choice_ids: dict[str, list[int]]) -> dict[tuple[int, ...], list[int]]:
+    """Each distinct token prefix of the choices → the next token ids to score after it."""
+    trie: dict[tuple[int, ...], list[int]] = {}
+    for ids in choice_ids.values():
+        for i, token in enumerate(ids):
+            nexts = trie.setdefault(tuple(ids[:i]), [])
+            if token not in nexts:
+                nexts.append(token)
+    return trie
+
+
+def exit_after_offline_engine(code: int = 0) -> None:
+    """End a command-line process that built an in-process engine, once its results are written: the engine's
+    core process kept the interpreter alive at exit (measured: `python -m training validate` hung for minutes
+    after writing its report)."""
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
