@@ -3,7 +3,7 @@
 #   ./run_batch.sh [--date YYYY-MM-DD] [--input GLOB]... [--output DIR] [any pipeline option...]
 # With no arguments: the shipped sample logs, the embedded default model, output in ./out.
 # The terminal gets the job's own lines and progress (--verbose: everything); the full log is OUT/_runs/<run_id>.log.
-# The exit status says what kind of failure a run ended with (pipelines/exit_codes.py).
+# The exit status says what kind of failure a run ended with (pipelines/job/exit_codes.py).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PYTHON="${RSAFE_PYTHON:-$HERE/.venv/bin/python}"

@@ -46,7 +46,7 @@ def _past_verdicts(output: Path, days: list[str], rows_per_day: int) -> None:
 
 
 def _night(inputs: str, output: Path, night: str, run_id: str) -> dict:
-    from pipelines.moderate import run
+    from pipelines.job.moderate import run
 
     with common.Stopwatch() as sw:
         manifest = run(

@@ -7,9 +7,9 @@
 Reads the two modes' evaluations (OUT/auto, OUT/cascade: `joined.parquet` = verdicts joined with gold labels,
 `results.json` = metrics and wall time) and prints, per set: F1 of auto, free (derived exactly from greedy auto)
 and cascade; AUROC of auto's P(unsafe) and of the cascade's pass-1 score; the share of units the cascade sent to
-reasoning; and per mode the job's units/s end to end. Then calibration (`pipelines.calibrate`, per-set temperature,
-global fallback) in two folds: fitted on one half of each set's items (by a stable hash of the item id) and
-scored on the other half, so every ECE reported is on items the fit did not see.
+reasoning; and per mode the job's units/s end to end. Then calibration (`pipelines.evaluation.calibrate`,
+per-set temperature, global fallback) in two folds: fitted on one half of each set's items (by a stable hash of
+the item id) and scored on the other half, so every ECE reported is on items the fit did not see.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import load, machine, now
-from pipelines import calibrate, metrics
+from pipelines.evaluation import calibrate, scores
 
 
 def _fold(item_id: str) -> int:
@@ -46,7 +46,7 @@ def _wall_s(folder: Path) -> float:
 
 def _auroc(rows: pl.DataFrame, column: str) -> float | None:
     scored = rows.drop_nulls(column)
-    return metrics.auroc((scored["label"] == "unsafe").to_list(), scored[column].to_list())
+    return scores.auroc((scored["label"] == "unsafe").to_list(), scored[column].to_list())
 
 
 def held_out_calibration(rows: pl.DataFrame, column: str) -> dict:
@@ -66,17 +66,17 @@ def held_out_calibration(rows: pl.DataFrame, column: str) -> dict:
     per_set = {
         name: {
             "n": part.height,
-            "ece_before": metrics.expected_calibration_error(part["y"].to_list(), part["p_unsafe"].to_list()),
-            "ece_after": metrics.expected_calibration_error(part["y"].to_list(), part["p_calibrated"].to_list()),
+            "ece_before": scores.expected_calibration_error(part["y"].to_list(), part["p_unsafe"].to_list()),
+            "ece_after": scores.expected_calibration_error(part["y"].to_list(), part["p_calibrated"].to_list()),
         }
         for (name,), part in held.group_by("tenant_id", maintain_order=True)
     }
     y = held["y"].to_list()
-    ece_mean = {k: metrics.mean([v[k] for v in per_set.values()]) for k in ("ece_before", "ece_after")}
+    ece_mean = {k: scores.mean([v[k] for v in per_set.values()]) for k in ("ece_before", "ece_after")}
     overall = {
         "n": held.height,
-        "ece_before": metrics.expected_calibration_error(y, held["p_unsafe"].to_list()),
-        "ece_after": metrics.expected_calibration_error(y, held["p_calibrated"].to_list()),
+        "ece_before": scores.expected_calibration_error(y, held["p_unsafe"].to_list()),
+        "ece_after": scores.expected_calibration_error(y, held["p_calibrated"].to_list()),
     }
     return {"overall": overall, "sets": per_set, "set_mean": ece_mean}
 
@@ -108,7 +108,7 @@ def compare(out: Path) -> dict:
     units = {"auto": auto.height, "cascade": cascade.height}
 
     def mean_of(key: str) -> float | None:
-        return metrics.mean([s[key] for s in sets.values() if s[key] is not None])
+        return scores.mean([s[key] for s in sets.values() if s[key] is not None])
 
     return {
         "when": now(),

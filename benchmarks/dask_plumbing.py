@@ -43,8 +43,8 @@ def _timeline_run(argv: list[str], workers: int = 2) -> dict:
     """The job on a cluster of our own, with the scheduler's task stream: who ran what, and when."""
     from distributed import Client
 
-    from pipelines.dask_support import local_cluster
-    from pipelines.moderate import run
+    from pipelines.job.dask_support import local_cluster
+    from pipelines.job.moderate import run
 
     cluster = local_cluster(workers)
     client = Client(cluster)
@@ -87,7 +87,7 @@ def main(argv=None) -> dict:
     if args.smoke:
         args.rows, args.seconds_per_call = 400, "0"
     common.quiet_logs()
-    from pipelines.moderate import run
+    from pipelines.job.moderate import run
 
     result = common.header("dask_plumbing", vars(args))
     result["cluster_start_s"] = {n: _cluster_start_s(n) for n in (1, 2)}

@@ -99,7 +99,7 @@ def duplicate_check(rows: list[dict]) -> dict:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     common.quiet_logs()
-    from pipelines.moderate import run
+    from pipelines.job.moderate import run
 
     result = common.header("dedup", vars(args))
     workdir = Path(tempfile.mkdtemp(prefix="rsafe-dedup-"))

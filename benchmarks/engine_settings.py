@@ -115,7 +115,7 @@ def engine_child(args: argparse.Namespace) -> dict:
 
 
 def pipeline_child(args: argparse.Namespace) -> dict:
-    from pipelines.moderate import run
+    from pipelines.job.moderate import run
 
     output = Path(tempfile.mkdtemp(prefix="rsafe-settings-job-"))
     argv = ["--input", args.log, "--output", str(output / "out"), "--verdict-mode", "free"]

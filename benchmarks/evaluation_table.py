@@ -4,7 +4,7 @@
         --run lora=results/eval-200/lora-score --run base=results/eval-200/base-score \\
         --tfidf runs/head --out docs/evaluation
 
-Each `--run NAME=FOLDER` is a `pipelines.evaluate` output (its `results.json`); its per-set AUROC, F1, ECE,
+Each `--run NAME=FOLDER` is a `pipelines.evaluation.evaluate` output (its `results.json`); its per-set AUROC, F1, ECE,
 precision, recall and counts go to `OUT/NAME.json` (no verdicts). `--tfidf RUN` adds the text baseline the decision
 head must beat: TF-IDF + logistic regression fitted on the head run's training records (`RUN/records.jsonl`, C
 chosen on its validation split, `training.head_fit.tfidf_baseline`), scored on the first run's items
@@ -25,7 +25,7 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines import metrics
+from pipelines.evaluation import scores
 
 KEYS = ("n", "unsafe", "auroc", "f1", "ece", "precision", "recall", "accuracy")
 TARGET_SETS = ("openai_moderation", "toxicchat", "aegis", "beavertails")
@@ -44,7 +44,7 @@ def means(sets: dict[str, dict]) -> dict:
     out = {}
     for key in ("auroc", "f1", "ece"):
         values = [m[key] for m in sets.values() if m[key] is not None]
-        out[key] = metrics.mean(values)
+        out[key] = scores.mean(values)
         out[f"{key}_sets"] = len(values)
     return out
 
@@ -80,16 +80,16 @@ def tfidf_summary(head_run: Path, folder: Path) -> dict:
     for (name,), part in items.group_by("set", maintain_order=True):
         gold = (part["label"] == "unsafe").to_list()
         p = [float(v) for v in sigmoid(part["z"].to_numpy())]
-        c = metrics.confusion(gold, [v >= 0.5 for v in p])
+        c = scores.confusion(gold, [v >= 0.5 for v in p])
         sets[name] = {
             "n": part.height,
             "unsafe": c.positives,
-            "auroc": metrics.auroc(gold, part["z"].to_list()),
-            "f1": metrics.f1(c),
-            "ece": metrics.expected_calibration_error(gold, p),
-            "precision": metrics.precision(c),
-            "recall": metrics.recall(c),
-            "accuracy": metrics.accuracy(c),
+            "auroc": scores.auroc(gold, part["z"].to_list()),
+            "f1": scores.f1(c),
+            "ece": scores.expected_calibration_error(gold, p),
+            "precision": scores.precision(c),
+            "recall": scores.recall(c),
+            "accuracy": scores.accuracy(c),
         }
     run = {"fitted_on": str(head_run / "records.jsonl"), "train_rows": len(train), "validation": report}
     return {"run": run, "sets": sets, "means": means(sets)}

@@ -42,7 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def benchmark_prompts(n: int) -> list[str]:
     """N rendered RSafe prompts from held-out sets (never training data), half per level."""
-    from pipelines import benchmarks
+    from pipelines.evaluation import benchmark_sets
     from policies import load_policies
     from transforms.prompts.render import render_prompt
     from transforms.records import Message
@@ -50,7 +50,7 @@ def benchmark_prompts(n: int) -> list[str]:
     policy = load_policies()["rsafe-default"]
     prompts = []
     for name, count in (("toxicchat", n // 2), ("beavertails", n - n // 2)):
-        for item in benchmarks.load_set(name, str(benchmarks.DEFAULT_BENCHMARKS_DIR), count, 0):
+        for item in benchmark_sets.load_set(name, str(benchmark_sets.DEFAULT_BENCHMARKS_DIR), count, 0):
             messages = [Message("user", item.prompt)]
             level = "prompt"
             if item.response is not None:

@@ -70,7 +70,7 @@ def main(argv=None) -> dict:
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
-    from pipelines.moderate import run
+    from pipelines.job.moderate import run
     from transforms.engines.embedded_model import EMBEDDED_MODEL_NAME
     from transforms.engines.protocol import SamplingSettings
     from transforms.engines.vllm_engine import VllmEngineSpec

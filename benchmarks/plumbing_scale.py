@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/plumbing_scale.py [--sizes 1000,10000,100000] [--out results/plumbing.json]
 
 Each size runs in a fresh subprocess (so peak RSS, VmHWM, is that run's alone): Parquet in → Hive partitions out on
-the in-process FnApiRunner, exactly as `pipelines.moderate.run` does with `--engine fake`. Reported: wall time,
+the in-process FnApiRunner, exactly as `pipelines.job.moderate.run` does with `--engine fake`. Reported: wall time,
 input rows/s, CPU seconds (user+sys, all threads; steadier than wall time when other work shares the machine), peak
 RSS, and the machine's load. Targets: >= 5,000 rows/s; peak RSS within ±15% from the 10k to the 100k run.
 `--profile` also writes a cProfile of each child's pipeline run (`--workdir`/profile-<n>.pstats) and prints its top.
@@ -32,7 +32,7 @@ TARGET_MEMORY_DRIFT = 0.15
 def child(args: argparse.Namespace) -> None:
     """One run of the job on one input file; prints one JSON line with the figures."""
     common.quiet_logs()
-    from pipelines.moderate import run
+    from pipelines.job.moderate import run
 
     if args.stub_prompts:
         _stub_prompts()

@@ -112,7 +112,7 @@ def child(args: argparse.Namespace) -> None:
 
 def pipeline_batches(log: Path) -> dict:
     """Run the job on the fake engine; how many of its engine calls held prompts of a single policy version."""
-    from pipelines.moderate import run
+    from pipelines.job.moderate import run
     from transforms.engines.fake_engine import count_words
     from transforms.judging.judge_dofn import acquire_engine
 

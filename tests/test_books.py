@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from pipelines.books import read_books
+from pipelines.job.books import read_books
 from transforms.io.write_partitions import ERROR_SCHEMA, VERDICT_SCHEMA, WritePartitionsDoFn
 from transforms.stores.ledger import BundleLedger, key_digest
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines.calibrate import fit, fit_temperature, main, threshold_for
-from pipelines.metrics import expected_calibration_error
-from pipelines.moderate import run
+from pipelines.evaluation.calibrate import fit, fit_temperature, main, threshold_for
+from pipelines.evaluation.scores import expected_calibration_error
+from pipelines.job.moderate import run
 from transforms.judging.calibration import Calibration, LogitMap, logit, sigmoid
 
 REPO = Path(__file__).resolve().parents[1]

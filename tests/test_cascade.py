@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.moderate import run
+from pipelines.job.moderate import run
 from policies import PolicyError, load_policies
 from transforms.engines.fake_engine import FakeEngineSpec
 from transforms.engines.protocol import SamplingSettings

@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines.moderate import run
+from pipelines.job.moderate import run
 from transforms.engines.fake_engine import FakeEngineSpec
 from transforms.engines.protocol import SamplingSettings
 from transforms.engines.served_head import ServedHead, category_readout

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.moderate import run
+from pipelines.job.moderate import run
 from transforms.engines.fake_engine import FakeEngineSpec
 
 REPO = Path(__file__).resolve().parents[1]

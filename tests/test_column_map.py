@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines import exit_codes
-from pipelines.moderate import run
+from pipelines.job import exit_codes
+from pipelines.job.moderate import run
 from transforms.io.column_map import ColumnMapError, check_column_map, mapped_schema, parse_column_map
 from transforms.io.read_logs import read_conversations_from_file, read_file_schema
 from transforms.records import Conversation, DeadLetter

@@ -1,4 +1,4 @@
-"""Evaluation runs compared on the items they all answered (`pipelines.compare_evaluations`)."""
+"""Evaluation runs compared on the items they all answered (`pipelines.evaluation.compare_evaluations`)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines import compare_evaluations as ce
-from pipelines.metrics import auroc, confusion, f1
+from pipelines.evaluation import compare_evaluations as ce
+from pipelines.evaluation.scores import auroc, confusion, f1
 
 GOLD = pl.DataFrame(
     {
@@ -29,7 +29,8 @@ def _verdict(cid: str, outcome: str, p: float, source: str = "model", finish: st
 
 
 def _published_run(folder: Path, verdicts: list[dict]) -> Path:
-    """A `pipelines.evaluate` folder as a (possibly stopped) run leaves it: gold + published verdicts only."""
+    """A `pipelines.evaluation.evaluate` folder as a (possibly stopped) run leaves it: gold + published verdicts
+    only."""
     partition = folder / "run" / "verdicts" / "tenant=eval" / "date=2026-11-29"
     partition.mkdir(parents=True)
     GOLD.write_parquet(folder / "gold.parquet")

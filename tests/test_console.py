@@ -11,7 +11,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines.console import TerminalHandler, _JobLinesOnly, tenant_table
+from pipelines.job.console import TerminalHandler, _JobLinesOnly, tenant_table
 from transforms.judging.judge_dofn import progress_heartbeat
 
 REPO = Path(__file__).resolve().parents[1]

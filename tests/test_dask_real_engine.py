@@ -10,7 +10,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.moderate import run
+from pipelines.job.moderate import run
 from tests.test_pipeline_fake_engine import assert_books_balance, read_manifest
 from transforms.engines.embedded_model import guard_model_name
 

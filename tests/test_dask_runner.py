@@ -1,4 +1,4 @@
-"""The job on Dask distributed (Beam's DaskRunner with `pipelines.dask_support`), FAKE engine: the same verdicts,
+"""The job on Dask distributed (Beam's DaskRunner with `pipelines.job.dask_support`), FAKE engine: the same verdicts,
 dead letters and balanced books as the in-process runner, also when a worker is killed mid-run."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines.moderate import run
-from pipelines.usage import reject_unknown_args
+from pipelines.job.moderate import run
+from pipelines.job.usage import reject_unknown_args
 from scripts.generate_malformed_logs import write_malformed_corpus
 from tests.test_pipeline_fake_engine import SAMPLES, assert_books_balance, read_manifest
 from transforms.engines.cpu_serving import WORKER_CORES_ENV
@@ -83,7 +83,7 @@ def _worker_cores(client) -> list[str | None]:
 
 
 def test_killing_a_dask_worker_mid_run_completes_without_duplicates(tmp_path, inputs):
-    from pipelines.dask_support import local_cluster
+    from pipelines.job.dask_support import local_cluster
     from transforms.engines.cpu_cores import allowed_cores, slice_of_worker
 
     cluster = local_cluster(2)

@@ -7,7 +7,7 @@ import pathlib
 
 import polars as pl
 
-from pipelines.moderate import run
+from pipelines.job.moderate import run
 from transforms.engines.fake_engine import FakeEngine, FakeEngineSpec
 
 SAMPLES = str(pathlib.Path(__file__).resolve().parents[1] / "samples" / "logs" / "*.parquet")

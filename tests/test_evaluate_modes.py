@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from pipelines.evaluate_modes import FREE_FROM_AUTO, evaluate_modes, with_free_from_auto
+from pipelines.evaluation.evaluate_modes import FREE_FROM_AUTO, evaluate_modes, with_free_from_auto
 
 
 def test_fake_engine_evaluate_modes_writes_one_column_group_per_mode(tmp_path):
@@ -30,7 +30,7 @@ def test_free_metrics_derived_from_a_greedy_auto_run_equal_a_free_run(tmp_path):
 
 
 def test_free_view_turns_forced_verdicts_into_the_unparsed_outcome():
-    from pipelines.evaluate import derives_free, free_view
+    from pipelines.evaluation.evaluate import derives_free, free_view
 
     rows = [
         {"outcome": "unsafe", "verdict_source": "model", "p_unsafe": 0.9, "finish_reason": "stop"},

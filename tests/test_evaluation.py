@@ -10,10 +10,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines import benchmarks, evaluate, metrics
-from pipelines.benchmarks import SETS, Item, load_set, resolve_sets, sample_indices, to_rows
+from pipelines.evaluation import benchmark_sets, evaluate, scores
+from pipelines.evaluation.benchmark_sets import SETS, Item, load_set, resolve_sets, sample_indices, to_rows
 
-BENCH = benchmarks.DEFAULT_BENCHMARKS_DIR
+BENCH = benchmark_sets.DEFAULT_BENCHMARKS_DIR
 needs_data = pytest.mark.skipif(
     not BENCH.is_dir(), reason=f"benchmark data not found at {BENCH} (expected ../shared/data/benchmarks)"
 )
@@ -40,7 +40,7 @@ EXPECTED = {
 
 def test_every_registered_set_has_expected_counts_listed() -> None:
     assert set(EXPECTED) == set(SETS)
-    assert set(benchmarks.RSAFE_SUITE) <= set(SETS)
+    assert set(benchmark_sets.RSAFE_SUITE) <= set(SETS)
 
 
 @needs_data
@@ -147,21 +147,22 @@ def test_sample_indices() -> None:
 
 
 def test_guardreasoner_label_and_layout_parsing() -> None:
-    assert benchmarks._guardreasoner_label("harmful") == "unsafe"
-    assert benchmarks._guardreasoner_label("unharmful") == "safe"
+    assert benchmark_sets._guardreasoner_label("harmful") == "unsafe"
+    assert benchmark_sets._guardreasoner_label("unharmful") == "safe"
     assert (
-        benchmarks._guardreasoner_label("Answers: \nRequest: None\nCompletion: None\nResponse: harmful\n") == "unsafe"
+        benchmark_sets._guardreasoner_label("Answers: \nRequest: None\nCompletion: None\nResponse: harmful\n")
+        == "unsafe"
     )
     with pytest.raises(ValueError):
-        benchmarks._guardreasoner_label("refusal")
+        benchmark_sets._guardreasoner_label("refusal")
     text = "Human user:\nhi\n\nAI assistant:\nNone\n\n"
-    assert benchmarks._split_guardreasoner_input(text) == ("hi", None)
-    assert benchmarks._split_guardreasoner_input(text.replace("None", "ok")) == ("hi", "ok")
+    assert benchmark_sets._split_guardreasoner_input(text) == ("hi", None)
+    assert benchmark_sets._split_guardreasoner_input(text.replace("None", "ok")) == ("hi", "ok")
 
 
 def test_resolve_sets() -> None:
     assert resolve_sets("all") == list(SETS)
-    assert resolve_sets("rsafe") == list(benchmarks.RSAFE_SUITE)
+    assert resolve_sets("rsafe") == list(benchmark_sets.RSAFE_SUITE)
     assert resolve_sets("aegis, toxicchat,aegis") == ["aegis", "toxicchat"]
     with pytest.raises(ValueError, match="unknown benchmark set"):
         resolve_sets("aegis,nope")
@@ -171,35 +172,35 @@ def test_resolve_sets() -> None:
 
 
 def test_confusion_precision_recall_f1_accuracy() -> None:
-    c = metrics.confusion([True, True, True, False, False], [True, True, False, True, False])
+    c = scores.confusion([True, True, True, False, False], [True, True, False, True, False])
     assert (c.tp, c.fp, c.fn, c.tn) == (2, 1, 1, 1)
-    assert metrics.precision(c) == pytest.approx(2 / 3)
-    assert metrics.recall(c) == pytest.approx(2 / 3)
-    assert metrics.f1(c) == pytest.approx(2 / 3)
-    assert metrics.accuracy(c) == pytest.approx(3 / 5)
+    assert scores.precision(c) == pytest.approx(2 / 3)
+    assert scores.recall(c) == pytest.approx(2 / 3)
+    assert scores.f1(c) == pytest.approx(2 / 3)
+    assert scores.accuracy(c) == pytest.approx(3 / 5)
 
 
 def test_undefined_metrics_are_none() -> None:
-    all_safe = metrics.confusion([False, False], [True, False])
-    assert metrics.recall(all_safe) is None and metrics.f1(all_safe) is None
-    assert metrics.precision(all_safe) == 0.0 and metrics.accuracy(all_safe) == 0.5
-    nothing_flagged = metrics.confusion([True, True], [False, False])
-    assert metrics.precision(nothing_flagged) is None and metrics.f1(nothing_flagged) == 0.0
-    all_unsafe_found = metrics.confusion([True, True], [True, False])
-    assert metrics.precision(all_unsafe_found) == 1.0 and metrics.f1(all_unsafe_found) == pytest.approx(2 / 3)
-    empty = metrics.confusion([], [])
-    assert metrics.accuracy(empty) is None and metrics.mean([]) is None
+    all_safe = scores.confusion([False, False], [True, False])
+    assert scores.recall(all_safe) is None and scores.f1(all_safe) is None
+    assert scores.precision(all_safe) == 0.0 and scores.accuracy(all_safe) == 0.5
+    nothing_flagged = scores.confusion([True, True], [False, False])
+    assert scores.precision(nothing_flagged) is None and scores.f1(nothing_flagged) == 0.0
+    all_unsafe_found = scores.confusion([True, True], [True, False])
+    assert scores.precision(all_unsafe_found) == 1.0 and scores.f1(all_unsafe_found) == pytest.approx(2 / 3)
+    empty = scores.confusion([], [])
+    assert scores.accuracy(empty) is None and scores.mean([]) is None
 
 
 def test_auroc_with_ties() -> None:
-    assert metrics.average_ranks([0.3, 0.1, 0.3, 0.9]) == [2.5, 1.0, 2.5, 4.0]
-    assert metrics.auroc([True, False], [0.9, 0.1]) == 1.0
-    assert metrics.auroc([True, False], [0.1, 0.9]) == 0.0
-    assert metrics.auroc([True, False], [0.5, 0.5]) == 0.5
+    assert scores.average_ranks([0.3, 0.1, 0.3, 0.9]) == [2.5, 1.0, 2.5, 4.0]
+    assert scores.auroc([True, False], [0.9, 0.1]) == 1.0
+    assert scores.auroc([True, False], [0.1, 0.9]) == 0.0
+    assert scores.auroc([True, False], [0.5, 0.5]) == 0.5
     # Pairs (pos, neg): (0.8,0.2)=1 (0.8,0.8)=.5 (0.4,0.2)=1 (0.4,0.8)=0 → 2.5/4
-    assert metrics.auroc([True, True, False, False], [0.8, 0.4, 0.2, 0.8]) == pytest.approx(0.625)
-    assert metrics.auroc([True, True], [0.2, 0.9]) is None
-    assert metrics.auroc([False], [0.2]) is None
+    assert scores.auroc([True, True, False, False], [0.8, 0.4, 0.2, 0.8]) == pytest.approx(0.625)
+    assert scores.auroc([True, True], [0.2, 0.9]) is None
+    assert scores.auroc([False], [0.2]) is None
 
 
 def _row(label: str, outcome: str | None, p: float | None = None, source: str | None = "model") -> dict:

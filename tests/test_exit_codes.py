@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import exit_codes
-from pipelines.published import OutputUnreadableError
+from pipelines.job import exit_codes
+from pipelines.job.resume_keys import OutputUnreadableError
 from policies import PolicyError
 from transforms.engines.protocol import EngineError
 from transforms.io.read_logs import InputError

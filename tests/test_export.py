@@ -1,4 +1,4 @@
-"""The OpenAI-Moderation-compatible view of the verdicts (`pipelines.export`)."""
+"""The OpenAI-Moderation-compatible view of the verdicts (`pipelines.audit.export`)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 from openai.types import ModerationCreateResponse
 
-from pipelines.export import code_mappings, main, mapping_versions, to_openai_moderation
-from pipelines.moderate import run
+from pipelines.audit.export import code_mappings, main, mapping_versions, to_openai_moderation
+from pipelines.job.moderate import run
 from policies.model import MODERATION_API_CATEGORIES
 from transforms.engines.fake_engine import FakeEngineSpec
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.moderate import run
+from pipelines.job.moderate import run
 from policies import load_policy_registry
 from scripts.generate_format_variants import REPLY, FormatVariant, format_variants, write_format_variants
 from transforms.engines.fake_engine import count_words

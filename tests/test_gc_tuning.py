@@ -5,8 +5,8 @@ from __future__ import annotations
 import gc
 from pathlib import Path
 
-import pipelines.moderate as moderate
-from pipelines.gc_tuning import YOUNG_THRESHOLD, fewer_collections
+import pipelines.job.moderate as moderate
+from pipelines.job.gc_tuning import YOUNG_THRESHOLD, fewer_collections
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "logs"
 

@@ -8,7 +8,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("pipelines", "transforms", "policies", "training")
+PACKAGES = ("pipelines", "transforms", "policies", "training", "benchmarks")
 # Bottom to top: a module may import its own layer and those before it, never one after it.
 TRANSFORMS_LAYERS = (
     "transforms",  # the package root: Beam's import-time notice, nothing else
@@ -19,6 +19,8 @@ TRANSFORMS_LAYERS = (
     "transforms.prompts",
     "transforms.judging",
 )
+# `pipelines`: the job, then what auditors read, then evaluation; the package root (the command aliases) on top.
+PIPELINES_LAYERS = ("pipelines.job", "pipelines.audit", "pipelines.evaluation", "pipelines")
 
 
 def _module_name(path: Path) -> str:
@@ -89,7 +91,7 @@ def test_find_cycle_sees_a_circle_and_a_clean_graph():
 
 def test_the_graph_sees_type_checking_imports():
     graph = import_graph()
-    assert "pipelines.job_plan" in graph["pipelines.manifest"]
+    assert "pipelines.job.plan" in graph["pipelines.job.manifest"]
     assert "transforms.judging.run_context" in graph["transforms.judging.verdict_cache"]
 
 
@@ -109,7 +111,7 @@ def test_no_import_circle_counting_lazy_imports():
 def test_transforms_and_policies_never_import_the_layers_above_them():
     """`pipelines` and `training` sit on top of `transforms` and `policies`: no edge runs back up, lazy ones included
     (the embedded-model builder that `transforms.engines.vllm_engine` calls lives in `transforms`, not `pipelines`)."""
-    above = ("pipelines", "training")
+    above = ("pipelines", "training", "benchmarks")
     upward = sorted(
         f"{module} -> {target}"
         for module, targets in import_graph(lazy=True).items()
@@ -156,3 +158,23 @@ def test_every_transforms_module_sits_in_a_layer():
 def test_transforms_sub_packages_import_only_those_below_them():
     """records < stores < io < engines < prompts < judging lazy imports count."""
     assert upward_edges(import_graph(lazy=True), TRANSFORMS_LAYERS) == []
+
+
+def test_pipelines_sub_packages_import_only_those_below_them():
+    """job < audit < evaluation < the command aliases at the package root: lazy imports count."""
+    graph = import_graph(lazy=True)
+    assert "pipelines.job.moderate" in graph["pipelines.evaluation.evaluate"]  # the graph sees the sub-packages
+    assert upward_edges(graph, PIPELINES_LAYERS) == []
+
+
+def test_the_commands_at_the_pipelines_root_are_aliases_of_their_sub_package_modules():
+    """`python -m pipelines.report` and the others: each root module imports one `main`, from the module of the same
+    name in a sub-package, and runs it; nothing imports them."""
+    graph = import_graph(lazy=True)
+    commands = [f"pipelines.{path.stem}" for path in (ROOT / "pipelines").glob("*.py") if path.stem != "__init__"]
+    assert len(commands) >= 10
+    for command in commands:
+        (target,) = {t for t in graph[command] if t.startswith("pipelines.")} - {"pipelines"}
+        assert target.rpartition(".")[2] == command.rpartition(".")[2], (command, target)
+        assert len((ROOT / f"{command.replace('.', '/')}.py").read_text().splitlines()) <= 12, command
+    assert [m for m, targets in graph.items() if set(commands) & targets] == []

@@ -9,8 +9,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.moderate import run
-from pipelines.published import OutputUnreadableError
+from pipelines.job.moderate import run
+from pipelines.job.resume_keys import OutputUnreadableError
 from scripts.synthetic_archive import archive_days, day_table, write_flat_archive, write_hive_archive
 from tests.test_remote_storage import fast_store_lease, s3_server  # noqa: F401  (fixtures)
 from transforms.io.date_window import DateWindow

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.moderate import print_help, run
-from pipelines.usage import reject_unknown_args
+from pipelines.job.moderate import print_help, run
+from pipelines.job.usage import reject_unknown_args
 from transforms.io.read_logs import InputError
 
 
@@ -76,7 +76,7 @@ def test_date_accepts_today_and_yesterday_in_utc():
     import argparse
     import datetime as dt
 
-    from pipelines.options import _date
+    from pipelines.job.options import _date
 
     assert _date("yesterday", today=dt.date(2026, 3, 1)) == "2026-02-28"
     assert _date("today", today=dt.date(2026, 3, 1)) == "2026-03-01"
@@ -88,7 +88,7 @@ def test_date_accepts_today_and_yesterday_in_utc():
 def test_input_options_parse():
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from pipelines.options import ModerationOptions
+    from pipelines.job.options import ModerationOptions
 
     argv = ["--strict-input", "--column-map", "conversation_id=id", "--column_map", "tenant_id=org"]
     assert reject_unknown_args(argv) is None
@@ -128,5 +128,5 @@ def test_help_lists_each_option_once_and_the_trained_guard_as_the_model_default(
 
 
 def test_importing_the_job_prints_no_beam_bigquery_notice():
-    done = subprocess.run([sys.executable, "-c", "import pipelines.moderate"], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", "import pipelines.job.moderate"], capture_output=True, text=True)
     assert done.returncode == 0 and "apitools" not in done.stderr, done.stderr

@@ -18,9 +18,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.accounting import check_accounting
-from pipelines.manifest import RunManifest
-from pipelines.moderate import run
+from pipelines.job.accounting import check_accounting
+from pipelines.job.manifest import RunManifest
+from pipelines.job.moderate import run
 from policies import load_policy_registry, tenant_id_problem
 from scripts.generate_malformed_logs import write_malformed_corpus
 from scripts.generate_sample_logs import write_canonical

@@ -67,12 +67,18 @@ def test_readme_yaml_blocks_are_valid_policies(body, tmp_path):
     assert data["id"] in resolved
 
 
+def _command_module(command: str):
+    """The module that holds a command: `pipelines.report` is a short alias whose `main` lives in
+    `pipelines.audit.report`."""
+    return importlib.import_module(importlib.import_module(command).main.__module__)
+
+
 def _parse(module: str, args: list[str]) -> None:
     """Parse a command line with the module's own parser (raises/exits on an unknown or malformed option)."""
     if module == "pipelines.moderate":
         from apache_beam.options.pipeline_options import PipelineOptions
 
-        from pipelines.usage import reject_unknown_args
+        from pipelines.job.usage import reject_unknown_args
 
         reject_unknown_args(args)
         PipelineOptions(args).get_all_options()  # option values parse (types, choices)
@@ -85,8 +91,8 @@ def _parse(module: str, args: list[str]) -> None:
 
         build_parser().parse_args(args)
     elif module in ("pipelines.evaluate", "pipelines.evaluate_modes"):
-        from pipelines.evaluate import parse_args
-        from pipelines.usage import reject_unknown_args
+        from pipelines.evaluation.evaluate import parse_args
+        from pipelines.job.usage import reject_unknown_args
 
         if module == "pipelines.evaluate_modes":  # its own option, then everything goes to pipelines.evaluate
             assert "--modes" in args, args
@@ -98,7 +104,7 @@ def _parse(module: str, args: list[str]) -> None:
         "pipelines.export", "pipelines.report", "pipelines.review", "pipelines.calibrate",
         "pipelines.compare_evaluations",
     ):  # fmt: skip
-        importlib.import_module(module).build_parser().parse_args(args)
+        _command_module(module).build_parser().parse_args(args)
     elif module == "pytest":
         markers = [args[i + 1] for i, a in enumerate(args) if a == "-m"]
         ini = (REPO / "pytest.ini").read_text()
@@ -151,7 +157,7 @@ CLUSTER_ONLY = ("dask_kubernetes", "dask_jobqueue")
 
 def test_readme_python_blocks_run_on_a_real_output(tmp_path, monkeypatch):
     """The Polars snippets (the quick query and the report's queries) run as written against `out/`."""
-    from pipelines.moderate import run
+    from pipelines.job.moderate import run
 
     run(["--engine", "fake", "--input", str(REPO / "samples/logs/*.parquet"), "--output", str(tmp_path / "out")])
     monkeypatch.chdir(tmp_path)

@@ -11,16 +11,16 @@ from pathlib import Path
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-import pipelines.options  # noqa: F401  (registers the job's options with Beam's)
-from pipelines.runners import import_runner_options
+import pipelines.job.options  # noqa: F401  (registers the job's options with Beam's)
+from pipelines.job.runners import import_runner_options
 from transforms.io.write_partitions import ERROR_SCHEMA, VERDICT_SCHEMA
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 PROSE = re.sub(r"^```.*?^```", "", README, flags=re.DOTALL | re.MULTILINE)  # shell blocks: test_readme_blocks
 OPTION = re.compile(r"(?<![\w-])(--[a-z][a-z0-9_-]*)")
 CLI_MODULES = (
-    "pipelines.export", "pipelines.report", "pipelines.review", "pipelines.calibrate", "pipelines.compare_evaluations",
-    "policies.__main__", "training.__main__",
+    "pipelines.audit.export", "pipelines.audit.report", "pipelines.audit.review", "pipelines.evaluation.calibrate",
+    "pipelines.evaluation.compare_evaluations", "policies.__main__", "training.__main__",
 )  # fmt: skip
 OTHER_TOOLS = {"--nthreads": "dask-worker", "--service_port": "Beam's worker_pool_main"}
 
@@ -64,7 +64,7 @@ def test_every_option_the_readme_mentions_is_known_to_a_project_parser():
 
 def _known_to_the_evaluation(option: str) -> bool:
     """`python -m pipelines.evaluate`'s own options (the rest of its command line goes to the job)."""
-    from pipelines.evaluate import parse_args
+    from pipelines.evaluation.evaluate import parse_args
 
     try:
         _, rest = parse_args([option])

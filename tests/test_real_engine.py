@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.moderate import run
+from pipelines.job.moderate import run
 from policies import load_policy_registry
 from tests.conftest import REAL_ENGINE_SPEC
 from transforms.engines.embedded_model import guard_model_name
@@ -255,7 +255,7 @@ def test_real_engine_budget_fitting_with_the_models_tokenizer():
 
 
 def test_real_engine_small_evaluation_end_to_end(real_engine, tmp_path):
-    from pipelines.evaluate import evaluate
+    from pipelines.evaluation.evaluate import evaluate
 
     sets = ["simplesafetytests", "xstest_response", "toxicchat"]
     argv = ["--sets", ",".join(sets), "--limit", "2", "--out", str(tmp_path), "--max-tokens", "32"]

@@ -21,8 +21,8 @@ import pyarrow.parquet as pq
 import pytest
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.moderate import run
-from pipelines.run_lease import StoreLease
+from pipelines.job.moderate import run
+from pipelines.job.run_lease import StoreLease
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "logs"
 # Beam's S3 filesystem builds a new boto3 client for every operation (apache_beam/io/aws/s3filesystem.py: one

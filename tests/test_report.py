@@ -1,4 +1,4 @@
-"""The audit report (`pipelines.report`): its queries on a synthetic multi-night output, and the whole report on
+"""The audit report (`pipelines.audit.report`): its queries on a synthetic multi-night output, and the whole report on
 a real run's output."""
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines import report_plots
-from pipelines import report_queries as q
-from pipelines.moderate import run
-from pipelines.report import SECTIONS, build_report, main
+from pipelines.audit import report_plots
+from pipelines.audit import report_queries as q
+from pipelines.audit.report import SECTIONS, build_report, main
+from pipelines.job.moderate import run
 from transforms.engines.fake_engine import FakeEngineSpec
 from transforms.io.write_partitions import VERDICT_SCHEMA
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines.label_agreement import agreement_lines
-from pipelines.moderate import run
-from pipelines.report import build_report
-from pipelines.review import LabelError, agreement, export_queue, import_labels, main, scan_labels
+from pipelines.audit.label_agreement import agreement_lines
+from pipelines.audit.report import build_report
+from pipelines.audit.review import LabelError, agreement, export_queue, import_labels, main, scan_labels
+from pipelines.job.moderate import run
 from transforms.engines.fake_engine import FakeEngineSpec
 
 REPO = Path(__file__).resolve().parents[1]

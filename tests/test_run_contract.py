@@ -16,10 +16,10 @@ import pytest
 from apache_beam.io.filesystem import BeamIOError
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines import published, run_lease
-from pipelines.exit_codes import LOCKED, OUTPUT_UNREADABLE, exit_code_for
-from pipelines.moderate import run
-from pipelines.run_lease import LeaseHeldError, StoreLease, take_lease
+from pipelines.job import resume_keys, run_lease
+from pipelines.job.exit_codes import LOCKED, OUTPUT_UNREADABLE, exit_code_for
+from pipelines.job.moderate import run
+from pipelines.job.run_lease import LeaseHeldError, StoreLease, take_lease
 from scripts.generate_malformed_logs import write_malformed_corpus
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,7 +58,8 @@ def test_local_lease_excludes_a_second_holder_and_names_the_first(tmp_path):
 
 def test_local_lease_of_a_killed_holder_is_taken_over(tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"from pipelines.run_lease import take_lease; take_lease({str(tmp_path)!r}, 'victim');"
+        [sys.executable, "-c", "from pipelines.job.run_lease import take_lease;"
+         f"take_lease({str(tmp_path)!r}, 'victim');"
          "import time; print('held', flush=True); time.sleep(600)"],
         cwd=REPO, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -279,8 +280,8 @@ def test_a_listing_error_on_what_was_published_fails_the_run_before_anything_is_
     argv = ["--engine", "fake", "--input", SAMPLE_GLOB, "--output", str(out)]
     run([*argv, "--run-id", "first"])
     published_before = _column(out, "verdicts", "resume_key")
-    monkeypatch.setattr(published, "FileSystems", UnlistableFileSystems())
-    with pytest.raises(published.OutputUnreadableError, match=r"could not list .*verdicts.*503") as caught:
+    monkeypatch.setattr(resume_keys, "FileSystems", UnlistableFileSystems())
+    with pytest.raises(resume_keys.OutputUnreadableError, match=r"could not list .*verdicts.*503") as caught:
         run([*argv, "--run-id", "second"])
     assert exit_code_for(caught.value) == OUTPUT_UNREADABLE == 8
     assert _column(out, "verdicts", "resume_key") == published_before  # nothing judged again, nothing doubled

@@ -9,8 +9,8 @@ import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.moderate import build_pipeline, plan_job, resolve_dedup
-from pipelines.options import ModerationOptions
+from pipelines.job.moderate import build_pipeline, plan_job, resolve_dedup
+from pipelines.job.options import ModerationOptions
 from scripts.generate_sample_logs import generate_conversations, write_canonical
 from transforms.io.write_partitions import publish_table
 from transforms.judging.batching import BatchPerKeyDoFn

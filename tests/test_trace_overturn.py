@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines import evaluate
+from pipelines.evaluation import evaluate
 from transforms.engines.fake_engine import FakeEngineSpec
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.moderate import run
+from pipelines.job.moderate import run
 from scripts.generate_sample_logs import generate_conversations, write_canonical
 from transforms.engines.fake_engine import FakeEngineSpec
 from transforms.engines.protocol import SamplingSettings

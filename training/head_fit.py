@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines import metrics
+from pipelines.evaluation import scores
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +58,15 @@ def scores_report(y: np.ndarray, z: np.ndarray, threshold: float = 0.5) -> dict:
     """AUROC, F1 and accuracy at the threshold, log loss and ECE of decision scores `z` (log-odds)."""
     p = sigmoid(z)
     gold, predicted = [bool(v) for v in y], [bool(v) for v in p >= threshold]
-    c = metrics.confusion(gold, predicted)
+    c = scores.confusion(gold, predicted)
     eps = 1e-12
     return {
         "n": len(y),
-        "auroc": metrics.auroc(gold, [float(v) for v in z]),
-        "f1": metrics.f1(c),
-        "accuracy": metrics.accuracy(c),
+        "auroc": scores.auroc(gold, [float(v) for v in z]),
+        "f1": scores.f1(c),
+        "accuracy": scores.accuracy(c),
         "log_loss": float(-np.mean(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps))),
-        "ece": metrics.expected_calibration_error(gold, [float(v) for v in p]),
+        "ece": scores.expected_calibration_error(gold, [float(v) for v in p]),
     }
 
 

@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from pipelines import metrics
+from pipelines.evaluation import scores
 from training.dataset import read_split, write_split
 from training.rewards import format_score, rsafe_reward
 from transforms.engines.protocol import SamplingSettings
@@ -27,18 +27,18 @@ def score_records(records: list[dict], outputs: list[tuple[str, str, float | Non
     """Metrics of (raw output, outcome, P(unsafe)) against the records' labels."""
     gold = [r["label"] == "unsafe" for r in records]
     predicted = [outcome == "unsafe" for _, outcome, _ in outputs]
-    c = metrics.confusion(gold, predicted)
+    c = scores.confusion(gold, predicted)
     scored = [(g, p) for g, (_, _, p) in zip(gold, outputs, strict=True) if p is not None]
     return {
         "n": len(records),
-        "mean_reward": metrics.mean(
+        "mean_reward": scores.mean(
             [rsafe_reward(t, r["label"]) for (t, _, _), r in zip(outputs, records, strict=True)]
         ),
-        "format_rate": metrics.mean([format_score(t) for t, _, _ in outputs]),
-        "boxed_rate": metrics.mean([1.0 if o in ("safe", "unsafe") else 0.0 for _, o, _ in outputs]),
-        "f1": metrics.f1(c),
-        "accuracy": metrics.accuracy(c),
-        "auroc": metrics.auroc([g for g, _ in scored], [p for _, p in scored]),
+        "format_rate": scores.mean([format_score(t) for t, _, _ in outputs]),
+        "boxed_rate": scores.mean([1.0 if o in ("safe", "unsafe") else 0.0 for _, o, _ in outputs]),
+        "f1": scores.f1(c),
+        "accuracy": scores.accuracy(c),
+        "auroc": scores.auroc([g for g, _ in scored], [p for _, p in scored]),
     }
 
 

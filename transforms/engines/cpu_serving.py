@@ -9,7 +9,7 @@ from transforms.engines.cpu_cores import allowed_cores, core_list
 
 _SMALL_MACHINE_CORES = 4
 BIND_ENV = "VLLM_CPU_OMP_THREADS_BIND"  # vLLM's CPU backend: the cores its OpenMP threads are bound to
-# Set by `pipelines.dask_support` in each worker of a local cluster: the cores that worker's engine may use.
+# Set by `pipelines.job.dask_support` in each worker of a local cluster: the cores that worker's engine may use.
 WORKER_CORES_ENV = "RSAFE_WORKER_CORES"
 # What the job itself put in VLLM_CPU_OMP_THREADS_BIND (inherited by child processes): not the user's choice.
 _DEFAULTED_BIND_ENV = "RSAFE_DEFAULTED_THREADS_BIND"

@@ -2,7 +2,7 @@
 
 `python -m pipelines.calibrate` fits and writes a calibration file; the job loads it with `--calibration FILE`
 and then decides on the calibrated probability (`p_calibrated` on every row, with `calibration_version`). The
-raw `p_unsafe` stays on the row. Pure value type + its application; fitting lives in `pipelines.calibrate`.
+raw `p_unsafe` stays on the row. Pure value type + its application; fitting lives in `pipelines.evaluation.calibrate`.
 
 Each map is p' = sigmoid(slope · logit(p) + intercept): `identity` (1, 0), `temperature` T (1/T, 0: sharpens or
 softens, cannot move the 0.5 point) or `platt` (both fitted: can move the decision point). The file (format 2)

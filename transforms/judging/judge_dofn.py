@@ -146,7 +146,7 @@ class JudgeUnitsDoFn(beam.DoFn):
             PROGRESS.describe(),
             len(groups) / elapsed if elapsed else 0.0,
             generated / elapsed if elapsed else 0.0,
-            extra={"progress": True},  # one redrawn status line on a TTY (pipelines.console)
+            extra={"progress": True},  # one redrawn status line on a TTY (pipelines.job.console)
         )
         for (content_key, units), result in results:
             if not isinstance(result, Exception):

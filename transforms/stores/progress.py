@@ -61,4 +61,4 @@ class Progress:
 
 
 PROGRESS = Progress()
-"""This process's tally (set up by `pipelines.moderate.run`)."""
+"""This process's tally (set up by `pipelines.job.moderate.run`)."""

@@ -2,7 +2,7 @@
 
 Each day gets its own run id (`<run id>-<DAY>`, `-r2`... on a rerun), manifest, lease and consumed-files record,
 so a day that fails does not fail the days that succeeded, and rerunning the same command resumes day by day: a
-finished day whose input did not change opens no input file (`pipelines.consumed_files`), a failed one resumes
+finished day whose input did not change opens no input file (`pipelines.job.consumed_files`), a failed one resumes
 from what it published. `OUT/_backfills/<run id>.json` has one section per day (run id, status, exit code,
 error, counts).
 The exit status: 0 when every day succeeded; `exit_codes.PARTIAL` (9) when some did and some did not; a failure
@@ -20,8 +20,8 @@ from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.exit_codes import CONFIG_INVALID, LOCKED, PARTIAL, USAGE, BackfillError, exit_code_for
-from pipelines.manifest import RunManifest
+from pipelines.job.exit_codes import CONFIG_INVALID, LOCKED, PARTIAL, USAGE, BackfillError, exit_code_for
+from pipelines.job.manifest import RunManifest
 from transforms.io.date_window import DateWindow
 from transforms.stores.ledger import ensure_folder
 

@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterable
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.job_plan import JobPlan
-from pipelines.published import OutputUnreadableError
+from pipelines.job.plan import JobPlan
+from pipelines.job.resume_keys import OutputUnreadableError
 from transforms.io.date_window import DateWindow
 from transforms.io.input_files import ListedFile
 from transforms.io.partition_days import partition_day

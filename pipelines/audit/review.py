@@ -14,7 +14,7 @@ publishes them atomically as `OUT/labels/date=<day>/part-*.parquet`; rows with n
 (a row with a note but no label is warned about). It is idempotent: a reviewer's new label of a verdict replaces
 their earlier one (the older files are rewritten without it), so importing the same file twice leaves the same
 labels. Rows without a reviewer (and no `--reviewer`) are warned about. It then prints the agreement per tenant
-(`pipelines.label_agreement`: Cohen's κ and the confusion counts), which the audit report also shows over time.
+(`pipelines.audit.label_agreement`: Cohen's κ and the confusion counts), which the audit report also shows over time.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.audit_cli import (
+from pipelines.audit.cli import (
     AuditParser,
     MissingInputError,
     UsageError,
@@ -44,8 +44,8 @@ from pipelines.audit_cli import (
     run_politely,
     utc_day,
 )
-from pipelines.label_agreement import LABELS, agreement, agreement_lines, scan_labels
-from pipelines.report_queries import scan_output
+from pipelines.audit.label_agreement import LABELS, agreement, agreement_lines, scan_labels
+from pipelines.audit.report_queries import scan_output
 from transforms.io.read_logs import InputError, match_input_files, read_conversations_from_file
 from transforms.io.write_partitions import publish_table
 from transforms.prompts.render import render_turn

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.options import check_option_values
-from pipelines.runners import import_runner_options
+from pipelines.job.options import check_option_values
+from pipelines.job.runners import import_runner_options
 
 
 def reject_unknown_args(argv: Sequence[str]) -> None:

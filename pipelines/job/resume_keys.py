@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.job_plan import JobPlan
+from pipelines.job.plan import JobPlan
 from transforms.io.partition_days import partition_day
 
 

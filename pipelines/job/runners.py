@@ -2,7 +2,7 @@
 
 - none, `DirectRunner`, `FnApiRunner`: Beam's in-process FnApiRunner, selected directly (Beam 2.77's DirectRunner
   first tries to start Prism, whose binary it downloads);
-- `DaskRunner` (or its module path): `pipelines.dask_support.DaskRunner`, on `--dask_client_address` /
+- `DaskRunner` (or its module path): `pipelines.job.dask_support.DaskRunner`, on `--dask_client_address` /
   `--dask_scheduler_file`, or on a local cluster of `--dask-workers` processes;
 - anything else (`PortableRunner`, `FlinkRunner`, `SparkRunner`, `DataflowRunner`, a module path): Beam's.
 
@@ -68,7 +68,7 @@ def make_runner(options: PipelineOptions, dask_workers: int = 2):
 
         return FnApiRunner()
     if short_name(name) == "DaskRunner":
-        from pipelines.dask_support import DaskRunner
+        from pipelines.job.dask_support import DaskRunner
 
         return DaskRunner(local_workers=dask_workers)
     return name

@@ -1,5 +1,5 @@
 """The audit report's layout: one self-contained HTML page (plots embedded, one inline script, nothing fetched),
-or Markdown with the plots as PNGs beside it. `pipelines.report.build_report` gives the content."""
+or Markdown with the plots as PNGs beside it. `pipelines.audit.report.build_report` gives the content."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The audit report's figures as Polars queries over the job's output (each one is shown in the README).
 
 Every function takes the verdict rows (`scan_output(OUT).verdicts`, a LazyFrame with the Hive columns `tenant`
-and `date`) or the dead-letter rows, and returns a small DataFrame; `pipelines.report` only draws and lays out.
+and `date`) or the dead-letter rows, and returns a small DataFrame; `pipelines.audit.report` only draws and lays out.
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from pipelines.published import OutputUnreadableError
-from pipelines.run_lease import LeaseHeldError
+from pipelines.job.resume_keys import OutputUnreadableError
+from pipelines.job.run_lease import LeaseHeldError
 from policies import PolicyError
 from transforms.engines.protocol import EngineError
 from transforms.io.read_logs import InputError
@@ -41,7 +41,7 @@ class AccountingError(RuntimeError):
 
 
 class BackfillError(RuntimeError):
-    """Some days of a `--day-by-day` backfill failed (`pipelines.backfill`); `exit_code` is the backfill's."""
+    """Some days of a `--day-by-day` backfill failed (`pipelines.job.backfill`); `exit_code` is the backfill's."""
 
     def __init__(self, message: str, exit_code: int, result: object = None) -> None:
         super().__init__(message)

@@ -5,7 +5,7 @@
 A usage error (an unknown option, a malformed or invalid value, a contradictory range of days) is one line on
 the terminal and exit code 2, before anything is written. Then the console is set up before vLLM is imported (so
 its import-time warnings go to the log file too): the terminal gets the job's own lines, progress included; the
-full log is `OUT/_runs/<run_id>.log` (path printed first). The exit status is the job's (`pipelines.exit_codes`).
+full log is `OUT/_runs/<run_id>.log` (path printed first). The exit status is the job's (`pipelines.job.exit_codes`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from pipelines.console import log_file_for, new_run_id, quiet_console, tenant_table
+from pipelines.job.console import log_file_for, new_run_id, quiet_console, tenant_table
 
 log = logging.getLogger("rsafe_batch")
 
@@ -23,12 +23,12 @@ log = logging.getLogger("rsafe_batch")
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if {"-h", "--help"} & set(argv):
-        from pipelines.moderate import print_help
+        from pipelines.job.moderate import print_help
 
         print_help()
         return 0
-    from pipelines.exit_codes import USAGE, exit_code_for
-    from pipelines.usage import check_usage
+    from pipelines.job.exit_codes import USAGE, exit_code_for
+    from pipelines.job.usage import check_usage
 
     try:
         check_usage(argv)
@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet_console(log_path, known.verbose)
     log.info("run %s: full log in %s", known.run_id, log_path)
 
-    from pipelines.moderate import run
+    from pipelines.job.moderate import run
 
     try:
         manifest = run(argv)

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from pipelines.audit_cli import (
+from pipelines.audit.cli import (
     AuditParser,
     MissingInputError,
     UsageError,
@@ -37,8 +37,8 @@ from pipelines.audit_cli import (
     require_file,
     run_politely,
 )
-from pipelines.label_agreement import scan_labels
-from pipelines.metrics import expected_calibration_error
+from pipelines.audit.label_agreement import scan_labels
+from pipelines.evaluation.scores import expected_calibration_error
 from transforms.judging.calibration import METHODS, Calibration, LogitMap, logit, sigmoid
 
 FOLDS = 5

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from pipelines.consumed_files import consumed_check, read_consumed, work_fingerprint, write_consumed
-from pipelines.job_plan import JobPlan
+from pipelines.job.consumed_files import consumed_check, read_consumed, work_fingerprint, write_consumed
+from pipelines.job.plan import JobPlan
 from transforms.io.file_splits import SPLIT_ROWS
 from transforms.io.input_plan import plan_input
 

@@ -3,8 +3,8 @@
     python -m pipelines.evaluate_modes --modes auto,forced,free --sets all --limit 25 --out results/eval \
         [any pipelines.evaluate / job option, e.g. --max-tokens 96 --reasoning-budget 96]
 
-Each mode runs `pipelines.evaluate` into OUT/<mode>/ (its own results.md, verdicts and chart); the modes share one
-engine (same engine settings, same process). OUT/modes.md and OUT/modes.json hold the combined table.
+Each mode runs `pipelines.evaluation.evaluate` into OUT/<mode>/ (its own results.md, verdicts and chart); the modes
+share one engine (same engine settings, same process). OUT/modes.md and OUT/modes.json hold the combined table.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import logging
 import sys
 from pathlib import Path
 
-from pipelines.evaluate import evaluate
-from pipelines.metrics import mean
+from pipelines.evaluation.evaluate import evaluate
+from pipelines.evaluation.scores import mean
 from transforms.judging.decisions import VERDICT_MODES
 
 log = logging.getLogger("rsafe_batch.evaluate_modes")
@@ -30,8 +30,8 @@ FREE_FROM_AUTO = "free (from auto)"
 
 
 def with_free_from_auto(per_mode: dict[str, dict[str, dict]]) -> dict[str, dict[str, dict]]:
-    """Add `free` metrics derived from a greedy `auto` run (`pipelines.evaluate.free_view`) when `free` itself
-    was not run: the same first pass, so no second engine pass is needed."""
+    """Add `free` metrics derived from a greedy `auto` run (`pipelines.evaluation.evaluate.free_view`) when `free`
+    itself was not run: the same first pass, so no second engine pass is needed."""
     auto = per_mode.get("auto")
     if "free" in per_mode or not auto or not all("free_from_auto" in m for m in auto.values()):
         return per_mode
@@ -65,7 +65,7 @@ def render_modes_table(per_mode: dict[str, dict[str, dict]]) -> str:
 
 
 def evaluate_modes(argv: list[str], engine_spec=None) -> dict[str, dict[str, dict]]:
-    """Run `pipelines.evaluate` once per mode; returns {mode: {set: metrics}} and writes OUT/modes.md."""
+    """Run `pipelines.evaluation.evaluate` once per mode; returns {mode: {set: metrics}} and writes OUT/modes.md."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--modes", default="auto,forced,free", help="comma-separated verdict modes")
     parser.add_argument("--out", required=True)

@@ -17,7 +17,7 @@ import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BENCHMARKS_DIR = REPO_ROOT.parent / "shared" / "data" / "benchmarks"
 TENANTS = {"prompt": "eval-prompt", "response": "eval-response"}
 CREATED_AT = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)

@@ -12,8 +12,8 @@ from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines import accounting
-from pipelines.job_plan import JobPlan
+from pipelines.job import accounting
+from pipelines.job.plan import JobPlan
 from transforms.stores.ledger import ensure_folder
 from transforms.stores.telemetry import ENGINE_COST_PREFIX, ENGINE_MS, REPAIR_COUNTER_PREFIX, UNKNOWN_TENANT_COUNTER
 

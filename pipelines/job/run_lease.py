@@ -32,7 +32,7 @@ import time
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.lease_holder import LeaseHolder, holder_is_gone, new_holder
+from pipelines.job.lease_holder import LeaseHolder, holder_is_gone, new_holder
 from transforms.stores.ledger import ensure_folder
 
 log = logging.getLogger(__name__)

@@ -4,9 +4,9 @@
 
 Runner: with no `--runner` (or `--runner DirectRunner`) the job runs on Beam's in-process FnApiRunner — the
 engine behind the DirectRunner — directly, skipping the DirectRunner's attempt to start the Prism runner,
-which would try to download its binary. `--runner DaskRunner` runs on Dask distributed (`pipelines.dask_support`);
-any other runner (Portable, Dataflow, Flink, Spark) is passed through to Beam (`pipelines.runners`). The books
-are kept by what the run publishes (`pipelines.books`), so the accounting holds on any of them.
+which would try to download its binary. `--runner DaskRunner` runs on Dask distributed (`pipelines.job.dask_support`);
+any other runner (Portable, Dataflow, Flink, Spark) is passed through to Beam (`pipelines.job.runners`). The books
+are kept by what the run publishes (`pipelines.job.books`), so the accounting holds on any of them.
 """
 
 from __future__ import annotations
@@ -20,20 +20,20 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines import accounting
-from pipelines.backfill import BackfillResult, run_by_day
-from pipelines.books import CountedMakeUnits, CountSkipped, SkipPublished, read_books
-from pipelines.console import new_run_id
-from pipelines.exit_codes import AccountingError, exit_code_for
-from pipelines.gc_tuning import fewer_collections
-from pipelines.job_plan import JobPlan
-from pipelines.manifest import RunManifest, mark_abandoned
-from pipelines.night_input import record_consumed, with_input_plan
-from pipelines.options import ModerationOptions, judge_settings
-from pipelines.published import with_published
-from pipelines.run_lease import LeaseHeldError, take_lease
-from pipelines.runners import is_local, make_runner
-from pipelines.usage import check_usage
+from pipelines.job import accounting
+from pipelines.job.backfill import BackfillResult, run_by_day
+from pipelines.job.books import CountedMakeUnits, CountSkipped, SkipPublished, read_books
+from pipelines.job.console import new_run_id
+from pipelines.job.exit_codes import AccountingError, exit_code_for
+from pipelines.job.gc_tuning import fewer_collections
+from pipelines.job.manifest import RunManifest, mark_abandoned
+from pipelines.job.night_input import record_consumed, with_input_plan
+from pipelines.job.options import ModerationOptions, judge_settings
+from pipelines.job.plan import JobPlan
+from pipelines.job.resume_keys import with_published
+from pipelines.job.run_lease import LeaseHeldError, take_lease
+from pipelines.job.runners import is_local, make_runner
+from pipelines.job.usage import check_usage
 from policies import DEFAULT_POLICY_DIR, DEFAULT_TENANTS_FILE, load_policy_registry
 from transforms.engines.fake_engine import FakeEngineSpec
 from transforms.engines.protocol import EngineSpec
@@ -237,7 +237,7 @@ def run(argv: Sequence[str] | None = None, engine_spec: EngineSpec | None = None
     options = PipelineOptions(argv)
     FileSystems.set_options(options)  # the launcher lists inputs and takes the lease before Beam would set them
     job = options.view_as(ModerationOptions)
-    if job.day_by_day:  # one run per day (`pipelines.backfill`)
+    if job.day_by_day:  # one run per day (`pipelines.job.backfill`)
         dates = DateWindow.of(job.date, job.since, job.until)
         return run_by_day(argv, dates, job.run_id or new_run_id(), job.output or "", lambda a: run(a, engine_spec))
     plan = plan_job(job, engine_spec)
@@ -284,7 +284,7 @@ def print_help() -> None:
 
 def main() -> None:
     """Command-line entry point: logs to stderr; on failure exits with the code of its kind
-    (`pipelines.exit_codes`)."""
+    (`pipelines.job.exit_codes`)."""
     if {"-h", "--help"} & set(sys.argv[1:]):
         print_help()
         return

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pipelines.audit_cli import (
+from pipelines.audit.cli import (
     AuditParser,
     MissingInputError,
     check_day_range,
@@ -47,7 +47,7 @@ from pipelines.audit_cli import (
     run_politely,
     utc_day,
 )
-from pipelines.report_queries import CATEGORY_SCORE_CUT, scan_output
+from pipelines.audit.report_queries import CATEGORY_SCORE_CUT, scan_output
 from policies import DEFAULT_POLICY_DIR, load_policies
 from policies.model import MODERATION_API_CATEGORIES, content_version
 

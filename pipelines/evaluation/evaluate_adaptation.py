@@ -21,8 +21,8 @@ import random
 import sys
 from pathlib import Path
 
-from pipelines import benchmarks, metrics
-from pipelines.evaluate import EVAL_POLICY_DIR
+from pipelines.evaluation import benchmark_sets, scores
+from pipelines.evaluation.evaluate import EVAL_POLICY_DIR
 from policies import DEFAULT_POLICY_ID, load_policies
 from transforms.engines.protocol import SamplingSettings, VerdictEngine
 from transforms.judging.cascade import judge_batch
@@ -87,9 +87,9 @@ def run_adaptation(engine: VerdictEngine, cases: list[dict], max_tokens: int, mo
                 "policy_codes": list(case["policy"].category_codes),
                 "covered": case["covered"],
                 "n": len(judgements),
-                "unsafe_rate": metrics.mean([1.0 if j.outcome == "unsafe" else 0.0 for j in judgements]),
-                "mean_p_unsafe": metrics.mean([j.p_unsafe for j in judgements if j.p_unsafe is not None]),
-                "model_box_rate": metrics.mean([1.0 if j.verdict_source == "model" else 0.0 for j in judgements]),
+                "unsafe_rate": scores.mean([1.0 if j.outcome == "unsafe" else 0.0 for j in judgements]),
+                "mean_p_unsafe": scores.mean([j.p_unsafe for j in judgements if j.p_unsafe is not None]),
+                "model_box_rate": scores.mean([1.0 if j.verdict_source == "model" else 0.0 for j in judgements]),
             }
         )
     return results
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-tokens", type=int, default=96)
     parser.add_argument("--verdict-mode", default="auto", choices=VERDICT_MODES, help="score: the head's P(unsafe)")
-    parser.add_argument("--benchmarks-dir", default=str(benchmarks.DEFAULT_BENCHMARKS_DIR))
+    parser.add_argument("--benchmarks-dir", default=str(benchmark_sets.DEFAULT_BENCHMARKS_DIR))
     args = parser.parse_args(argv)
     from transforms.engines.vllm_engine import VllmEngineSpec, exit_after_offline_engine
 

@@ -1,6 +1,6 @@
 """Nothing lost: per-tenant counts during the run and the equations checked at its end.
 
-The counts are the run's books (`pipelines.books`: ledger records and footer counts the run publishes), the
+The counts are the run's books (`pipelines.job.books`: ledger records and footer counts the run publishes), the
 same on every runner; runner metrics are kept as telemetry.
 
 Rows: every input row read (counted from the Parquet footers) is in a conversation that became units, a
@@ -62,7 +62,7 @@ class CountDeadLetters(beam.DoFn):
 
 def read_counters(result) -> dict[str, dict[str, int]] | None:
     """{kind: {tenant: n}} from a finished pipeline's committed (else attempted) counters: telemetry, not the
-    books (`pipelines.books`); None where the runner reports no metrics (Beam's DaskRunner raises)."""
+    books (`pipelines.job.books`); None where the runner reports no metrics (Beam's DaskRunner raises)."""
     counters: dict[str, dict[str, int]] = defaultdict(dict)
     try:
         queried = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))["counters"]

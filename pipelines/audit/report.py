@@ -10,8 +10,8 @@ filterable and sortable in the page, linked from every plot); category counts; t
 dead letters by kind; tokens per tenant (cost attribution); model and policy versions in use and where they
 changed; rationale consistency flags; reviewers' labels (`python -m pipelines.review`) against the guard, with
 Cohen's κ over time. An empty section says why in a sentence. The messages are read from the logs the run read
-(`source_file`, relative to where the run started) or `--input`. The queries are `pipelines.report_queries`
-(Polars); the plots `pipelines.report_plots`; the layout `pipelines.report_html`.
+(`source_file`, relative to where the run started) or `--input`. The queries are `pipelines.audit.report_queries`
+(Polars); the plots `pipelines.audit.report_plots`; the layout `pipelines.audit.report_html`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import polars as pl
 
-from pipelines import report_queries as q
-from pipelines.audit_cli import (
+from pipelines.audit import report_queries as q
+from pipelines.audit.cli import (
     AuditParser,
     MissingInputError,
     check_day_range,
@@ -37,10 +37,10 @@ from pipelines.audit_cli import (
     run_politely,
     utc_day,
 )
-from pipelines.label_agreement import agreement, agreement_over_time, scan_labels
-from pipelines.report_html import SECTIONS, render_html, write_markdown
-from pipelines.report_plots import agreement_plot, histogram_plot, mix_plot, trend_plot
-from pipelines.review import conversation_texts
+from pipelines.audit.label_agreement import agreement, agreement_over_time, scan_labels
+from pipelines.audit.report_html import SECTIONS, render_html, write_markdown
+from pipelines.audit.report_plots import agreement_plot, histogram_plot, mix_plot, trend_plot
+from pipelines.audit.review import conversation_texts
 from transforms.io.read_logs import InputError, match_input_files
 
 __all__ = ["SECTIONS", "build_report", "main", "render_html", "write_markdown"]  # the layout's, re-exported

@@ -3,11 +3,11 @@
     python -m pipelines.compare_evaluations base=results/eval-base/auto guard=results/eval-100/auto \
         [--view auto,free] [--out results/compare.md]
 
-Each NAME=DIR is a `pipelines.evaluate` output folder. Its rows are rebuilt from what the run published
+Each NAME=DIR is a `pipelines.evaluation.evaluate` output folder. Its rows are rebuilt from what the run published
 (`DIR/gold.parquet` joined to `DIR/run/verdicts`), so a run that was stopped, or one resumed with a larger
 `--limit`, is compared on the items it reached; a folder without `run/` is read from its `joined.parquet`. Only
 items with an answer in every run count, so the runs are scored on exactly the same items. `free` is derived
-from greedy `auto` runs (`pipelines.evaluate.free_view`): forced verdicts become unparsed answers.
+from greedy `auto` runs (`pipelines.evaluation.evaluate.free_view`): forced verdicts become unparsed answers.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import polars as pl
 
-from pipelines.evaluate import free_view, join_gold, read_verdicts, set_metrics
-from pipelines.metrics import mean
+from pipelines.evaluation.evaluate import free_view, join_gold, read_verdicts, set_metrics
+from pipelines.evaluation.scores import mean
 
 VIEWS = ("auto", "free")
 FIGURES = (("F1", "f1"), ("AUROC", "auroc"), ("accuracy", "accuracy"), ("own box", "own_box"))

@@ -36,7 +36,7 @@ class JobPlan:
     column_map: tuple[tuple[str, str], ...] = ()  # --column-map: (job's column, file's column)
     listed_files: tuple[ListedFile, ...] = ()  # the files the patterns matched, with size and mtime
     reread_consumed: bool = False  # --reread-consumed: read files an earlier run consumed as if new
-    # set under the lease by `pipelines.night_input.with_input_plan`: the splits to read (None: the patterns,
+    # set under the lease by `pipelines.job.night_input.with_input_plan`: the splits to read (None: the patterns,
     # unpruned), the files opened, and the manifest's `input` counts
     input_splits: tuple[FileSplit, ...] | None = None
     opened_files: tuple[ListedFile, ...] = ()

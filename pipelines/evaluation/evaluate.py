@@ -2,8 +2,8 @@
 
     python -m pipelines.evaluate --sets all --limit 50 --seed 0 --out results/eval [job options...]
 
-Converts the chosen sets (see `pipelines.benchmarks`) to canonical logs in `OUT/input/<set>.parquet`, runs
-`pipelines.moderate.run` once over all of them into `OUT/run` (one engine start), joins the verdicts of the
+Converts the chosen sets (see `pipelines.evaluation.benchmark_sets`) to canonical logs in `OUT/input/<set>.parquet`,
+runs `pipelines.job.moderate.run` once over all of them into `OUT/run` (one engine start), joins the verdicts of the
 unit matching each set's level to the gold labels (`OUT/joined.parquet`) and writes `OUT/results.md`,
 `OUT/results.json` and `OUT/f1.png`. Unknown options (`--engine`, `--model`, `--template`, `--verdict-mode`,
 `--max-tokens`, `--reasoning-budget`, ...) go to the job unchanged; `--seed` picks the sample and is also
@@ -23,14 +23,14 @@ from pathlib import Path
 
 import polars as pl
 
-from pipelines import benchmarks, metrics
-from pipelines.moderate import run as run_job
+from pipelines.evaluation import benchmark_sets, scores
+from pipelines.job.moderate import run as run_job
 from policies import DEFAULT_POLICY_DIR
 from scripts.generate_sample_logs import write_canonical
 from transforms.engines.protocol import EngineSpec
 
 log = logging.getLogger("rsafe_batch.evaluate")
-EVAL_POLICY_DIR = benchmarks.REPO_ROOT / "policies" / "eval"
+EVAL_POLICY_DIR = benchmark_sets.REPO_ROOT / "policies" / "eval"
 EVAL_TENANTS_FILE = EVAL_POLICY_DIR / "tenants.yaml"
 PARSED = ("safe", "unsafe")
 GOLD_SCHEMA = {
@@ -67,14 +67,14 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(prog="python -m pipelines.evaluate", description=__doc__.split("\n\n")[0])
     parser.allow_abbrev = False
     parser.add_argument(
-        "--sets", default="all", help="all, rsafe, or comma-separated names: " + ",".join(benchmarks.SETS)
+        "--sets", default="all", help="all, rsafe, or comma-separated names: " + ",".join(benchmark_sets.SETS)
     )
     parser.add_argument(
         "--limit", type=int, default=None, help="items per set, sampled deterministically (default: all)"
     )
     parser.add_argument("--seed", type=int, default=0, help="sample seed (also the job's --seed)")
     parser.add_argument("--out", default="results/eval", help="output folder (local)")
-    parser.add_argument("--benchmarks-dir", default=str(benchmarks.DEFAULT_BENCHMARKS_DIR))
+    parser.add_argument("--benchmarks-dir", default=str(benchmark_sets.DEFAULT_BENCHMARKS_DIR))
     parser.add_argument("--resume", action="store_true", help="keep OUT/run: only judge units not yet published")
     args, job_args = parser.parse_known_args(argv)
     if args.limit is not None and args.limit < 1:
@@ -89,7 +89,7 @@ def prepare_inputs(names: list[str], root: str, limit: int | None, seed: int, in
     """Write each set's conversations to `input_dir/<set>.parquet`; return the gold table."""
     gold: list[dict] = []
     for name in names:
-        rows, labels = benchmarks.to_rows(name, benchmarks.load_set(name, root, limit, seed))
+        rows, labels = benchmark_sets.to_rows(name, benchmark_sets.load_set(name, root, limit, seed))
         write_canonical(rows, input_dir / f"{name}.parquet")
         gold += labels
     return pl.DataFrame(gold, schema=GOLD_SCHEMA)
@@ -126,31 +126,31 @@ def set_metrics(rows: list[dict]) -> dict:
     outcomes = [r["outcome"] or "missing" for r in rows]
     # Strict: an unparsed or missing answer is the wrong one.
     strict = [o == "unsafe" if o in PARSED else not g for o, g in zip(outcomes, gold, strict=True)]
-    c = metrics.confusion(gold, strict)
+    c = scores.confusion(gold, strict)
     kept = [(g, o == "unsafe") for g, o in zip(gold, outcomes, strict=True) if o in PARSED]
-    c_kept = metrics.confusion([g for g, _ in kept], [p for _, p in kept])
+    c_kept = scores.confusion([g for g, _ in kept], [p for _, p in kept])
     scored = [(g, r["p_unsafe"]) for g, r in zip(gold, rows, strict=True) if r["p_unsafe"] is not None]
     result = {
         "n": n,
         "unsafe": c.positives,
         "safe": c.negatives,
         "confusion": {"tp": c.tp, "fp": c.fp, "fn": c.fn, "tn": c.tn},
-        "precision": metrics.precision(c),
-        "recall": metrics.recall(c),
-        "f1": metrics.f1(c),
-        "accuracy": metrics.accuracy(c),
-        "f1_unparsed_dropped": metrics.f1(c_kept),
+        "precision": scores.precision(c),
+        "recall": scores.recall(c),
+        "f1": scores.f1(c),
+        "accuracy": scores.accuracy(c),
+        "f1_unparsed_dropped": scores.f1(c_kept),
         "n_unparsed_dropped": n - len(kept),
-        "auroc": metrics.auroc([g for g, _ in scored], [s for _, s in scored]),
+        "auroc": scores.auroc([g for g, _ in scored], [s for _, s in scored]),
         "auroc_n": len(scored),
-        "ece": metrics.expected_calibration_error([g for g, _ in scored], [s for _, s in scored]),
+        "ece": scores.expected_calibration_error([g for g, _ in scored], [s for _, s in scored]),
         "parse_error_rate": _rate(outcomes.count("parse_error"), n),
         "truncation_rate": _rate(outcomes.count("truncated"), n),
         "missing_rate": _rate(outcomes.count("missing"), n),
         "forced_rate": _rate(sum(r["verdict_source"] == "forced" for r in rows), n),
         "review_rate": _rate(sum(r["verdict"] == "review" for r in rows), n),
         "input_cut_rate": _rate(sum(bool(r["truncated_input"]) for r in rows), n),
-        "mean_completion_tokens": metrics.mean(
+        "mean_completion_tokens": scores.mean(
             [r["completion_tokens"] for r in rows if r["completion_tokens"] is not None]
         ),
     }
@@ -178,7 +178,7 @@ def derives_free(judge_settings: dict) -> bool:
     return judge_settings.get("verdict_mode") == "auto" and judge_settings.get("sampling", {}).get("temperature") == 0
 
 
-def _reasons(result: dict, c: metrics.Confusion, scored: list[tuple[bool, float]]) -> dict[str, str]:
+def _reasons(result: dict, c: scores.Confusion, scored: list[tuple[bool, float]]) -> dict[str, str]:
     reasons = {}
     if result["precision"] is None:
         reasons["precision"] = "nothing predicted unsafe"
@@ -198,7 +198,7 @@ def evaluate(argv: list[str], engine_spec: EngineSpec | None = None) -> dict[str
     `engine_spec` overrides the engine the options describe (tests pass the session's engine).
     """
     args, job_args = parse_args(argv)
-    names = benchmarks.resolve_sets(args.sets)
+    names = benchmark_sets.resolve_sets(args.sets)
     out = Path(args.out)
     input_dir, run_dir = out / "input", out / "run"
     for folder in (input_dir,) if args.resume else (input_dir, run_dir):
@@ -226,7 +226,7 @@ def evaluate(argv: list[str], engine_spec: EngineSpec | None = None) -> dict[str
         result = set_metrics(rows)
         if derives_free(manifest.judge_settings):
             result["free_from_auto"] = set_metrics(free_view(rows))
-        spec = benchmarks.SETS[name]
+        spec = benchmark_sets.SETS[name]
         result |= {"level": spec.level, "source": spec.source, "labels": spec.labels, "units": units.get(name, 0)}
         result["wall_share_s"] = wall_s * units.get(name, 0) / total_units if total_units else None
         per_set[name] = result
@@ -247,7 +247,7 @@ def evaluate(argv: list[str], engine_spec: EngineSpec | None = None) -> dict[str
             "dead_letters": manifest.error_counts,
             "resumed": args.resume,
         },
-        "macro_f1": metrics.mean(defined),
+        "macro_f1": scores.mean(defined),
         "sets": per_set,
         "notes": list(NOTES),
     }

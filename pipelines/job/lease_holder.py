@@ -1,4 +1,4 @@
-"""Who holds an output's lease (`pipelines.run_lease`): the record in `OUTPUT/_lease.json`, and whether its holder
+"""Who holds an output's lease (`pipelines.job.run_lease`): the record in `OUTPUT/_lease.json`, and whether its holder
 is gone."""
 
 from __future__ import annotations

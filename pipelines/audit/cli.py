@@ -2,7 +2,7 @@
 
 Bad usage is one line on stderr naming the option or file, never a traceback: exit 2 for usage (a malformed or
 contradictory value, a target that cannot be written), 3 for missing input (an output folder without verdicts, a
-labels file or log pattern that is not there), 4 for an invalid policy file (`pipelines.exit_codes`).
+labels file or log pattern that is not there), 4 for an invalid policy file (`pipelines.job.exit_codes`).
 `AuditParser` makes argparse's own errors one line too.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from pipelines.exit_codes import CONFIG_INVALID, INPUT_NOT_FOUND, USAGE
+from pipelines.job.exit_codes import CONFIG_INVALID, INPUT_NOT_FOUND, USAGE
 from policies import PolicyError
 
 
@@ -109,7 +109,7 @@ def require_tenants(output: str, tenants: Sequence[str]) -> None:
     """Refuse a `--tenant` the output has no verdicts for, naming the ones it has."""
     if not tenants:
         return
-    from pipelines.report_queries import scan_output, tenants_in
+    from pipelines.audit.report_queries import scan_output, tenants_in
 
     known = tenants_in(scan_output(output).verdicts)
     unknown = sorted(set(tenants) - set(known))
