@@ -1,6 +1,5 @@
 """Per-tenant safety policies: validated, versioned data that says what the guard model checks for whom."""
 
-import transforms  # noqa: F401  (first: drops a notice Beam logs at import)
 from policies.model import Category, PolicyError, ResolvedPolicy, tenant_id_problem
 from policies.registry import (
     DEFAULT_POLICY_DIR,

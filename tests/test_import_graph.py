@@ -11,6 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("pipelines", "transforms", "policies", "training", "benchmarks")
 # Bottom to top: a module may import its own layer and those before it, never one after it.
 TRANSFORMS_LAYERS = (
+    "policies",  # validated policies: value types and their loading, below everything that renders them
     "transforms",  # the package root: Beam's import-time notice, nothing else
     "transforms.records",
     "transforms.stores",

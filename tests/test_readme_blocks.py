@@ -102,7 +102,7 @@ def _parse(module: str, args: list[str]) -> None:
         reject_unknown_args(job_args)
     elif module in (
         "pipelines.export", "pipelines.report", "pipelines.review", "pipelines.calibrate",
-        "pipelines.compare_evaluations",
+        "pipelines.compare_evaluations", "pipelines.render_prompt",
     ):  # fmt: skip
         _command_module(module).build_parser().parse_args(args)
     elif module == "pytest":

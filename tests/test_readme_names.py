@@ -20,7 +20,8 @@ PROSE = re.sub(r"^```.*?^```", "", README, flags=re.DOTALL | re.MULTILINE)  # sh
 OPTION = re.compile(r"(?<![\w-])(--[a-z][a-z0-9_-]*)")
 CLI_MODULES = (
     "pipelines.audit.export", "pipelines.audit.report", "pipelines.audit.review", "pipelines.evaluation.calibrate",
-    "pipelines.evaluation.compare_evaluations", "policies.__main__", "training.__main__",
+    "pipelines.evaluation.compare_evaluations", "pipelines.job.render_prompt", "policies.__main__",
+    "training.__main__",
 )  # fmt: skip
 OTHER_TOOLS = {"--nthreads": "dask-worker", "--service_port": "Beam's worker_pool_main"}
 
