@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.job.accounting import check_accounting
+from pipelines.job.books import check_accounting
 from pipelines.job.manifest import RunManifest
 from pipelines.job.moderate import run
 from policies import load_policy_registry, tenant_id_problem

@@ -14,7 +14,7 @@ is noted with the place in Beam's source it works around:
 3. **Only the last transform's bag is computed** (`run_pipeline`: `dask.optimize(list(bags.values())[-1])`), so
    every other branch of a pipeline with several sinks never ran. Here every leaf is computed, in one graph.
 4. **`DaskRunnerResult.metrics()` raises NotImplementedError**: left as it is. The job's books do not come from
-   runner metrics (`pipelines.job.books`); `accounting.read_counters` reports none for this runner.
+   runner metrics (`pipelines.job.books`); `books.read_counters` reports none for this runner.
 
 Also: `beam.Create` becomes one Dask partition per element unless `--dask_npartitions`/`--dask_partition_size` say
 otherwise (Beam's default of 128 elements per partition ran a night's few input files in one task), and without

@@ -12,7 +12,7 @@ from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.job import accounting
+from pipelines.job import books
 from pipelines.job.plan import JobPlan
 from transforms.stores.ledger import ensure_folder
 from transforms.stores.telemetry import ENGINE_COST_PREFIX, ENGINE_MS, REPAIR_COUNTER_PREFIX, UNKNOWN_TENANT_COUNTER
@@ -135,7 +135,7 @@ class RunManifest:
             tenant: {"conversations": n, "likely_typo_of": likely_typo_of(tenant)}
             for tenant, n in sorted(counters.get(UNKNOWN_TENANT_COUNTER, {}).items())
         }
-        self.per_tenant = accounting.per_tenant_table(counters)
+        self.per_tenant = books.per_tenant_table(counters)
         prefixes = ("error:", REPAIR_COUNTER_PREFIX, ENGINE_COST_PREFIX)  # engine cost is not a count to balance
         self.totals = {kind: sum(by.values()) for kind, by in sorted(counters.items()) if not kind.startswith(prefixes)}
         self.engine_seconds = round(sum(counters.get(ENGINE_MS, {}).values()) / 1000, 3)
@@ -147,7 +147,7 @@ class RunManifest:
             for k, v in sorted(counters.items())
             if k.startswith(REPAIR_COUNTER_PREFIX)
         }
-        self.accounting_problems = accounting.check_accounting(rows_read, counters)
+        self.accounting_problems = books.check_accounting(rows_read, counters)
         self.status = "failed" if self.accounting_problems else "succeeded"
         self.finished_at = _now()
         self.write()

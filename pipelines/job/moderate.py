@@ -20,9 +20,15 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.job import accounting
 from pipelines.job.backfill import BackfillResult, run_by_day
-from pipelines.job.books import CountedMakeUnits, CountSkipped, SkipPublished, read_books
+from pipelines.job.books import (
+    CountDeadLetters,
+    CountedMakeUnits,
+    CountSkipped,
+    SkipPublished,
+    read_books,
+    read_counters,
+)
 from pipelines.job.console import new_run_id
 from pipelines.job.exit_codes import AccountingError, exit_code_for
 from pipelines.job.gc_tuning import fewer_collections
@@ -57,13 +63,14 @@ from transforms.judging.run_context import RunContext
 from transforms.judging.verdict_cache import append_to_cache, open_cache
 from transforms.stores.disk_index import release_indexes
 from transforms.stores.progress import PROGRESS
+from transforms.stores.telemetry import count
 
 log = logging.getLogger("rsafe_batch")
 
 
 def _count_verdict(row: dict) -> dict:
-    accounting.count("verdicts_written", row["tenant_id"])
-    accounting.count(f"verdict_{row['verdict']}", row["tenant_id"])
+    count("verdicts_written", row["tenant_id"])
+    count(f"verdict_{row['verdict']}", row["tenant_id"])
     return row
 
 
@@ -84,7 +91,7 @@ def _group_identical(units):
 
 def _write_dead_letters(name: str, dead_letters: beam.PCollection, plan: JobPlan) -> beam.PCollection:
     counted = dead_letters | f"Count{name}DeadLetters" >> beam.ParDo(
-        accounting.CountDeadLetters(plan.output, plan.run_id, name, plan.recorded_dead_letters)
+        CountDeadLetters(plan.output, plan.run_id, name, plan.recorded_dead_letters)
     )
     _ = counted | f"Write{name}Errors" >> beam.ParDo(WritePartitionsDoFn(plan.output, plan.run_id, "errors"))
     return counted
@@ -258,7 +265,7 @@ def run(argv: Sequence[str] | None = None, engine_spec: EngineSpec | None = None
                 build_pipeline(pipeline, plan)
             if lease.lost:
                 raise LeaseHeldError(f"lost the output's lease during the run: {lease.lost}")
-            manifest.runner_metrics = accounting.read_counters(pipeline.result)
+            manifest.runner_metrics = read_counters(pipeline.result)
             manifest.finish(rows_read, read_books(plan.output, plan.run_id), plan.registry.likely_typo_of)
             if manifest.status == "succeeded":
                 record_consumed(plan)

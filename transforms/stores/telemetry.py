@@ -1,4 +1,6 @@
-"""Per-tenant accounting counters, incremented inside DoFns and read back by the job when the run ends."""
+"""Telemetry: per-tenant counters in the runner's own metrics, incremented inside DoFns beside the books and read
+back by the job when the run ends (into the manifest's `runner_metrics`). Never the books: a runner may have no
+metrics, or count a retried bundle twice; the run's books are its ledger records and footer counts (`ledger`)."""
 
 from __future__ import annotations
 
