@@ -1,4 +1,4 @@
-"""`./run_batch.sh`'s entry point: the moderation job with a quiet console and a per-tenant summary.
+"""The job run quietly, `./run_batch.sh`'s entry point: a quiet console and a per-tenant summary around it.
 
     python -m pipelines.nightly [any option of python -m pipelines.moderate] [--verbose]
 
