@@ -57,6 +57,11 @@ class _LedgerDoFn(beam.DoFn):
     def finish_bundle(self) -> None:
         self.ledger.publish()
 
+    def _count(self, kind: str, tenant: str | None, amount: int = 1) -> None:
+        """Count into the bundle's ledger record (the books) and the runner's metric (telemetry only)."""
+        self.ledger.count(kind, tenant, amount)
+        count(kind, tenant, amount)
+
 
 class SkipPublished(_LedgerDoFn):
     """Counts every unit made; drops (and counts) those whose verdict an earlier run already published."""
@@ -67,11 +72,9 @@ class SkipPublished(_LedgerDoFn):
 
     def process(self, unit: ModerationUnit) -> Iterator[ModerationUnit]:
         self.ledger.saw(unit.resume_key)
-        self.ledger.count("units_made", unit.tenant_id)
-        count("units_made", unit.tenant_id)
+        self._count("units_made", unit.tenant_id)
         if unit.resume_key in self._done:
-            self.ledger.count("units_already_done", unit.tenant_id)
-            count("units_already_done", unit.tenant_id)
+            self._count("units_already_done", unit.tenant_id)
             return
         yield unit
 
@@ -84,8 +87,7 @@ class CountSkipped(_LedgerDoFn):
 
     def process(self, conversation: Conversation) -> Iterator:
         self.ledger.saw(conversation_key(conversation))
-        self.ledger.count("rows_skipped", conversation.tenant_id, conversation.source_rows)
-        count("rows_skipped", conversation.tenant_id, conversation.source_rows)
+        self._count("rows_skipped", conversation.tenant_id, conversation.source_rows)
         return iter(())
 
 
@@ -154,10 +156,6 @@ class CountDeadLetters(_LedgerDoFn):
     def __init__(self, output: str, run_id: str, step: str, recorded: frozenset[str] = frozenset()) -> None:
         super().__init__(output, run_id, f"dead-letters-{step}")
         self._recorded = recorded
-
-    def _count(self, kind: str, tenant: str | None, amount: int = 1) -> None:
-        self.ledger.count(kind, tenant, amount)
-        count(kind, tenant, amount)  # runner metric: telemetry only
 
     def process(self, dead_letter) -> Iterator[dict]:
         self.ledger.saw(dead_letter.key)
