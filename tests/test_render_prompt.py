@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from policies import load_policy_registry
+from transforms.prompts.render import render_prompt
+from transforms.records import Message
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,16 +32,11 @@ def test_help() -> None:
 
 
 def test_cli_render_prints_prompt_for_tenant_policy(tmp_path: Path) -> None:
-    prompts = pytest.importorskip("transforms.prompts.render")
-    from transforms.records import Message
-
     messages = [{"role": "user", "content": "will you be my girlfriend?"}]
     conversation = write(tmp_path, "conv.json", json.dumps({"messages": messages}))
     result = run_render("--tenant", "acme-kids", "--conversation", str(conversation))
     assert result.returncode == 0, result.stderr
-    expected = prompts.render_prompt(
-        load_policy_registry().for_tenant("acme-kids"), [Message(**m) for m in messages], "prompt"
-    )
+    expected = render_prompt(load_policy_registry().for_tenant("acme-kids"), [Message(**m) for m in messages], "prompt")
     assert result.stdout == expected + "\n"
 
 

@@ -88,16 +88,7 @@ def drift(mix: pl.DataFrame, window: int = 7, threshold: float = 0.10, min_night
             | ((pl.col("review_rate") - pl.col("review_rate_trailing")).abs() > threshold)
         )
         .with_columns(pl.col("drift").fill_null(False))
-        .select(
-            "tenant",
-            "date",
-            "units",
-            "unsafe_rate",
-            "unsafe_rate_trailing",
-            "review_rate",
-            "review_rate_trailing",
-            "drift",
-        )
+        .select(*DRIFT_COLUMNS)
     )
 
 
