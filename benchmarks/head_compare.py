@@ -4,11 +4,11 @@
         --head shipped=transforms/engines/embedded_guard/head --head new=runs/head-all/head [--out FILE.json]
 
 RUN is a `python -m training head` folder with its features extracted (`records.jsonl`, `features/features.npy`).
-Each HEAD (a saved head folder: `head.json` + `head.safetensors`) is applied at its own read-out (the final normed
-state, or the layer it was fitted on) to the run's validation rows. The split is a hash of the text with the run's
-seed and share, so with the same seed and share no head fitted by `training head` has seen these rows, whatever
-its `--max-rows`. Prints AUROC, F1 at 0.5, log loss and ECE over all rows, by level and by source (and the mean
-over sources, where DiaSafety's many rows do not dominate), and writes them as JSON with `--out`.
+Each HEAD (a saved head folder: `head.json` + `head.safetensors`) is applied at its own read-outs (the final
+normed state, or the layers it was fitted on) to the run's validation rows. The split is a hash of the text with
+the run's seed and share, so with the same seed and share no head fitted by `training head` has seen these rows,
+whatever its `--max-rows`. Prints AUROC, F1 at 0.5, log loss and ECE over all rows, by level and by source (and
+the mean over sources, where DiaSafety's many rows do not dominate), and writes them as JSON with `--out`.
 """
 
 from __future__ import annotations
@@ -23,25 +23,18 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training.head_data import read_records
-from training.head_fit import (
-    FINAL,
-    by_group,
-    candidate_features,
-    model_norm_weight,
-    num_layers,
-    scores_report,
-    source_name,
-)
-from transforms.engines.decision_head import HEAD_CONFIG, read_head
+from training.head_fit import by_group, head_features, num_layers, scores_report, source_name
+from transforms.engines.decision_head import HEAD_CONFIG, head_layers, norm_weight, read_head
 
 
-def head_scores(head_dir: Path, candidates: dict[str, np.ndarray], final_layer: int) -> np.ndarray:
-    """The head's log-odds for every row of the run, read at the head's own layer."""
+def head_scores(head_dir: Path, features: np.ndarray, layers: list[int], gamma: np.ndarray, last: int) -> np.ndarray:
+    """The head's log-odds for every row of the run, read at the head's own read-out layers."""
     config, tensors = read_head(head_dir)
-    read_out = FINAL if config["layer"] == final_layer else str(config["layer"])
-    if read_out not in candidates:
-        raise SystemExit(f"{head_dir} reads layer {config['layer']}, which the run did not extract")
-    return candidates[read_out] @ tensors["decision"].numpy()
+    try:
+        X = head_features(features, layers, gamma, head_layers(config), last)
+    except ValueError as exc:
+        raise SystemExit(f"{head_dir}: {exc}") from None
+    return X @ tensors["decision"].numpy()
 
 
 def compare(run: Path, heads: dict[str, Path]) -> dict:
@@ -50,13 +43,13 @@ def compare(run: Path, heads: dict[str, Path]) -> dict:
     features = np.load(run / "features" / "features.npy")
     training = json.loads((run / "training.json").read_text())["config"]
     layers, model_dir = training["layers"], training["model_dir"]
-    candidates = candidate_features(features, layers, model_norm_weight(model_dir))
+    gamma = norm_weight(model_dir)
     val = np.array([r["split"] == "validation" for r in records])
     validation = [r for r, v in zip(records, val, strict=True) if v]
     y = np.array([r["label"] == "unsafe" for r in validation], dtype=int)
     figures = {}
     for name, head_dir in heads.items():
-        z = head_scores(head_dir, candidates, num_layers(model_dir))[val]
+        z = head_scores(head_dir, features, layers, gamma, num_layers(model_dir))[val]
         sources = by_group(validation, y, z, source_name)
         per_source = [s["auroc"] for s in sources.values() if s["auroc"] is not None]
         figures[name] = {

@@ -1,6 +1,9 @@
-"""The decision head's fold, on a tiny random Llama with the embedded tokenizer: the served logits are the head."""
+"""The decision head as served, on a tiny random Llama with the embedded tokenizer: the folded model's logits are the
+head, and a head on several layers is served pooled with its read-outs equal to the fitted scores."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 
@@ -9,13 +12,16 @@ transformers = pytest.importorskip("transformers")
 
 from transforms.engines.decision_head import (  # noqa: E402
     build_folded_model,
+    build_guard_folder,
     fold_head,
+    head_layers,
     head_version,
     read_head,
+    serving_version,
     verdict_token_ids,
     write_head,
 )
-from transforms.engines.served_head import ServedHead  # noqa: E402
+from transforms.engines.served_head import SERVED_HEAD_FILE, PooledHead, ServedHead  # noqa: E402
 
 LAYERS, HIDDEN = 4, 16
 
@@ -97,10 +103,10 @@ def test_a_saved_head_builds_a_folded_folder_the_engine_can_read(tokenizer, tmp_
     tiny_model(tokenizer).save_pretrained(base)
     tokenizer.save_pretrained(base)
     w, u = torch.randn(HIDDEN), torch.randn(HIDDEN)
-    version = write_head(tmp_path / "head", w, 3, {"U9": u}, {"base": "tiny"})
+    version = write_head(tmp_path / "head", w, [3], {"U9": u}, {"base": "tiny"})
     assert version == head_version(tmp_path / "head")
     config, tensors = read_head(tmp_path / "head")
-    assert config["layer"] == 3 and config["category_codes"] == ["U9"] and torch.equal(tensors["decision"], w)
+    assert head_layers(config) == (3,) and config["category_codes"] == ["U9"] and torch.equal(tensors["decision"], w)
     served = build_folded_model(str(base), tmp_path / "head", tmp_path / "folded")
     assert ServedHead.read(tmp_path / "folded") == served and served.version == version
     reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "folded").eval()
@@ -110,6 +116,51 @@ def test_a_saved_head_builds_a_folded_folder_the_engine_can_read(tokenizer, tmp_
     assert served.safe_token == safe and served.never_generated == (served.decision_token, served.slots["U9"])
     assert abs((logits[served.decision_token] - logits[safe]).item() - (w @ f_k).item()) < 1e-4
     assert abs((logits[served.slots["U9"]] - logits[safe]).item() - (u @ normed).item()) < 1e-4
+
+
+def pooled_vector(model, ids, hooks):
+    """What the pooling runner's feature hooks pool at the last token: `[normed, x_k / rms(x_L) for k in hooks]`."""
+    blocks = [features(model, ids, LAYERS)[1]] + [features(model, ids, k)[0] for k in hooks]
+    return torch.stack(blocks)[None].numpy()
+
+
+def test_a_head_on_several_layers_is_served_pooled_and_scores_exactly_as_fitted(tokenizer, tmp_path):
+    """A head over layers 1, 3 and the final state: the folder keeps the model as it was and holds the head laid
+    out over the pooled vector (the final block divided by γ, moved first); its read-outs are the fitted scores."""
+    base = tmp_path / "base"
+    model = tiny_model(tokenizer)
+    model.save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    w, u = torch.randn(3 * HIDDEN), torch.randn(HIDDEN)
+    version = write_head(tmp_path / "head", w, [1, 3, LAYERS], {"U9": u}, {"base": "tiny"})
+    assert serving_version(str(base), tmp_path / "head") == "pooled1"
+    served = build_guard_folder(str(base), tmp_path / "head", tmp_path / "pooled")
+    assert isinstance(served, PooledHead) and served.layers == (1, 3) and served.version == version
+    assert ServedHead.read(tmp_path / "pooled") == served and served.never_generated == ()
+    reloaded = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "pooled").eval()
+    original = model.state_dict()
+    assert all(torch.equal(tensor, original[name]) for name, tensor in reloaded.state_dict().items())
+    ids = tokenizer.encode("Is this safe? \\boxed{", add_special_tokens=False)
+    fitted = torch.cat([features(model, ids, 1)[0], features(model, ids, 3)[0], features(model, ids, LAYERS)[0]])
+    normed = features(model, ids, LAYERS)[1]
+    (scores,) = served.readout_logprobs(pooled_vector(model, ids, served.layers), ["safe", "unsafe", "category:U9"])
+    assert abs(scores["unsafe"] - scores["safe"] - (w @ fitted).item()) < 1e-4
+    assert abs(scores["category:U9"] - scores["safe"] - (u @ normed).item()) < 1e-4
+    assert math.exp(scores["safe"]) + math.exp(scores["unsafe"]) == pytest.approx(1.0)
+
+
+def test_a_final_state_head_is_folded_and_a_broken_head_file_is_a_clear_error(tokenizer, tmp_path):
+    base = tmp_path / "base"
+    tiny_model(tokenizer).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    write_head(tmp_path / "head", torch.randn(HIDDEN), [LAYERS], {}, {"base": "tiny"})
+    assert serving_version(str(base), tmp_path / "head") == "fold2"
+    assert isinstance(build_guard_folder(str(base), tmp_path / "head", tmp_path / "folded"), ServedHead)
+    assert head_layers({"layer": 30}) == (30,)  # a head saved before heads could read several layers
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / SERVED_HEAD_FILE).write_text('{"kind": "pooled", "version": "v", "layers": [1]}')
+    with pytest.raises(RuntimeError, match="not a valid served-head file"):
+        ServedHead.read(tmp_path / "broken")
 
 
 def test_features_are_read_where_the_cascade_scores(tokenizer):

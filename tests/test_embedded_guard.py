@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from transforms.engines import embedded_model as em
-from transforms.engines.decision_head import FOLD_VERSION
+from transforms.engines.decision_head import FOLD_VERSION, POOLED_VERSION, serving_version
 from transforms.engines.served_head import ServedHead
 from transforms.engines.vllm_engine import VllmEngineSpec
 
@@ -55,8 +55,10 @@ def test_aliases_pick_the_guard_the_stage1_guard_or_the_base_and_record_what_ran
 
 def test_guard_is_built_once_per_adapter_and_head_version():
     adapter, head = em.adapter_version(), em.guard_head_version()
-    guard = em.resolve_model(None)  # built at install: the cached folded folder
-    assert guard.endswith(f"rsafe-guard-{adapter}-head-{head}-fold{FOLD_VERSION}")
+    guard = em.resolve_model(None)  # built at install: the cached folder, named by how the head is served
+    served_as = serving_version(em.resolve_model(em.LORA_ALIAS), em.GUARD_HEAD_DIR)
+    assert served_as in (f"fold{FOLD_VERSION}", f"pooled{POOLED_VERSION}")
+    assert guard.endswith(f"rsafe-guard-{adapter}-head-{head}-{served_as}")
     assert (em.model_cache_dir() / guard / ".rsafe-complete").read_text().strip() == em.guard_model_name()
     served = ServedHead.read(guard)
     assert served is not None and served.version == head
@@ -67,11 +69,11 @@ def test_guard_is_built_once_per_adapter_and_head_version():
 
 
 def test_the_committed_head_is_complete_and_documented():
-    from transforms.engines.decision_head import read_head
+    from transforms.engines.decision_head import head_layers, read_head
 
     config, tensors = read_head(em.GUARD_HEAD_DIR)
-    assert config["base"] == em.LORA_ALIAS and 1 <= config["layer"] <= 30
-    assert tensors["decision"].shape == (576,)
+    assert config["base"] == em.LORA_ALIAS and all(1 <= k <= 30 for k in head_layers(config))
+    assert tensors["decision"].shape == (576 * len(head_layers(config)),)
     assert len(config["category_codes"]) == (0 if "categories" not in tensors else len(tensors["categories"]))
     provenance = json.loads((em.GUARD_HEAD_DIR / "training.json").read_text())
     assert provenance["head_version"] == em.guard_head_version()

@@ -1,6 +1,6 @@
-"""The embedded guard on the real vLLM engine: its folded decision head is served at the box and separates clear
-harm from clear benign requests, it still writes the RSafe format itself, and the recorded model names the base,
-the adapter and the head versions."""
+"""The embedded guard on the real vLLM engine: its decision head is served at the box (pooled beside the generating
+engine, or folded) and separates clear harm from clear benign requests, it still writes the RSafe format itself,
+and the recorded model names the base, the adapter and the head versions."""
 
 from __future__ import annotations
 
@@ -81,32 +81,56 @@ def test_real_engine_the_decision_head_separates_clear_harm_from_clear_benign_re
     assert min(by_label["unsafe"]) > 0.5 > max(by_label["safe"]), by_label
 
 
-def test_real_engine_serves_exactly_the_folded_head(real_engine):
-    """vLLM's P(unsafe) at the score position is the folded model's own logit difference there (transformers)."""
-    import math
-
+def _transformers_readouts(model_dir: str, ids: list[int], layers: tuple[int, ...]):
+    """Independently of vLLM: (`x_k / rms(x_L)` for each read-out layer, the normed final state, the logits) at
+    the last token, from a transformers forward (hidden state k is the output of layer k; L is the final state)."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    captured = {}
+    hook = model.model.norm.register_forward_hook(lambda m, args, out: captured.update(stream=args[0], normed=out))
+    with torch.no_grad():
+        out = model(torch.tensor([ids]), output_hidden_states=True)
+    hook.remove()
+    stream = captured["stream"][0, -1]
+    rms = torch.sqrt(stream.pow(2).mean() + model.config.rms_norm_eps)
+    last = model.config.num_hidden_layers
+    blocks = [(stream if k == last else out.hidden_states[k][0, -1]) / rms for k in layers]
+    return torch.cat(blocks), captured["normed"][0, -1], out.logits[0, -1]
+
+
+def test_real_engine_serves_exactly_the_committed_head(real_engine):
+    """vLLM's P(unsafe) at the score position is the committed head's score there, computed independently with
+    transformers: for a pooled head from the hidden states and the head's own weights (not the served layout), for
+    a folded head from the folded model's logit difference."""
+    import math
+
     from transforms.engines.chat_format import score_position_ids
+    from transforms.engines.decision_head import head_layers, read_head
+    from transforms.engines.embedded_model import GUARD_HEAD_DIR
     from transforms.judging.cascade import score_without_reasoning
 
     engine = real_engine.engine
-    prompts = _prompts()[:2]
-    codes = tuple(engine.decision_head.category_codes)
-    scored = score_without_reasoning(engine, [JudgeRequest(p, allowed_codes=codes) for p in prompts])
-    model = AutoModelForCausalLM.from_pretrained(resolve_model(None), dtype=torch.float32).eval()
     head = engine.decision_head
-    tokenizer = engine._tokenizer
+    prompts = _prompts()[:2]
+    codes = tuple(head.category_codes)
+    scored = score_without_reasoning(engine, [JudgeRequest(p, allowed_codes=codes) for p in prompts])
     assert codes and all(len(box.category_scores) == len(codes) for box in scored)
+    config, tensors = read_head(GUARD_HEAD_DIR)
+    categories = dict(zip(config["category_codes"], tensors.get("categories", []), strict=True))
     for prompt, box in zip(prompts, scored, strict=True):
-        with torch.no_grad():
-            logits = model(torch.tensor([score_position_ids(tokenizer, prompt)])).logits[0, -1]
-        score = float(logits[head.decision_token] - logits[head.safe_token])
+        ids = score_position_ids(engine._tokenizer, prompt)
+        readouts, normed, logits = _transformers_readouts(resolve_model(None), ids, head_layers(config))
+        if head.kind == "pooled":
+            score = float(tensors["decision"] @ readouts)
+            slots = {code: float(categories[code] @ normed) for code in codes}
+        else:
+            score = float(logits[head.decision_token] - logits[head.safe_token])
+            slots = {code: float(logits[head.slots[code]] - logits[head.safe_token]) for code in codes}
         assert box.p_unsafe == pytest.approx(1 / (1 + math.exp(-score)), abs=1e-3)
-        for code, p_code in box.category_scores:  # each category head is its slot's logit minus safe's
-            slot = float(logits[head.slots[code]] - logits[head.safe_token])
-            assert p_code == pytest.approx(1 / (1 + math.exp(-slot)), abs=1e-3), code
+        for code, p_code in box.category_scores:
+            assert p_code == pytest.approx(1 / (1 + math.exp(-slots[code])), abs=1e-3), code
 
 
 def test_real_engine_category_heads_score_the_category_a_harmful_request_belongs_to(real_engine):

@@ -36,7 +36,7 @@ def _run(tmp_path):
 
 def test_each_head_is_read_at_its_layer_on_the_validation_rows(tmp_path):
     run, hidden = _run(tmp_path)  # the fitted head reads layer 12, which carries the label
-    write_head(tmp_path / "blind", np.random.default_rng(1).normal(size=hidden), 30, {}, {})
+    write_head(tmp_path / "blind", np.random.default_rng(1).normal(size=hidden), [30], {}, {})
     figures = compare(run, {"fitted": run / "head", "blind": tmp_path / "blind"})
     assert figures["validation_rows"] == 120
     fitted, final = figures["heads"]["fitted"], figures["heads"]["blind"]

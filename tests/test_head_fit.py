@@ -1,5 +1,6 @@
-"""The decision head's fit on synthetic features: the informative layer is chosen on validation, the head and its
-category heads are saved, and the TF-IDF baseline and intercept comparison are reported."""
+"""The decision head's fit on synthetic features: the informative read-out is chosen on validation (one layer, or
+every layer together where the label is spread over layers), the head and its category heads are saved, and the
+TF-IDF baseline and intercept comparison are reported."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def _model_dir(tmp_path):
     return str(folder)
 
 
-def _records_and_features(n: int = 600, seed: int = 0):
+def _records_and_features(n: int = 600, seed: int = 0, spread: bool = False):
     rng = np.random.default_rng(seed)
     records, features = [], np.zeros((n, 1 + len(LAYERS), HIDDEN), dtype=np.float32)
     for i in range(n):
@@ -41,6 +42,9 @@ def _records_and_features(n: int = 600, seed: int = 0):
         })  # fmt: skip
         features[i] = rng.normal(size=(1 + len(LAYERS), HIDDEN))
         features[i, 1, 0] += 3.0 if unsafe else -3.0  # layer 12 carries the label
+        if spread:  # noisier, and as much again in layer 20: no single layer separates as well as both
+            features[i, 1, 0] += rng.normal(scale=4.0)
+            features[i, 2, 3] += (3.0 if unsafe else -3.0) + rng.normal(scale=4.0)
         features[i, 0, 1] += 3.0 if "U1" in codes else 0.0  # the final state carries U1
     return records, features
 
@@ -53,7 +57,7 @@ def test_fit_chooses_the_informative_layer_and_saves_a_head(tmp_path):
     config = types.SimpleNamespace(model_dir=_model_dir(tmp_path), layers=LAYERS, base="embedded:lora")
     fit = fit_step(records, out, config)
     decision = fit["decision"]
-    assert decision["candidate"] == "12" and decision["layer"] == 12
+    assert decision["candidate"] == "12" and decision["layers"] == [12]
     assert decision["validation"]["auroc"] > 0.95 and decision["validation"]["ece"] is not None
     assert decision["validation_with_intercept"]["auroc"] == pytest.approx(decision["validation"]["auroc"], abs=0.02)
     assert fit["tfidf_baseline"]["validation"]["auroc"] is not None
@@ -63,9 +67,23 @@ def test_fit_chooses_the_informative_layer_and_saves_a_head(tmp_path):
     assert curve["1"]["auroc"] == pytest.approx(decision["validation"]["auroc"])
     assert fit["categories"]["U1"]["fitted"] and fit["categories"]["U1"]["validation_auroc"] > 0.9
     head_config, tensors = read_head(out / "head")
-    assert head_config["layer"] == 12 and head_config["base"] == "embedded:lora"
+    assert head_config["layers"] == [12] and head_config["base"] == "embedded:lora"
     assert tensors["decision"].shape == (HIDDEN,) and "U1" in head_config["category_codes"]
     assert json.loads((out / "fit.json").read_text())["head_version"] == fit["head_version"]
+
+
+def test_a_label_spread_over_layers_chooses_every_layer_together(tmp_path):
+    records, features = _records_and_features(1000, spread=True)
+    out = tmp_path / "run"
+    (out / "features").mkdir(parents=True)
+    np.save(out / "features" / "features.npy", features)
+    config = types.SimpleNamespace(model_dir=_model_dir(tmp_path), layers=LAYERS, base="embedded:lora")
+    fit = fit_step(records, out, config)
+    assert fit["decision"]["candidate"] == "concat" and fit["decision"]["layers"] == [12, 20, 30]
+    best_single = max(v["auroc"] for k, v in fit["grid"].items() if not k.startswith("concat@"))
+    assert fit["decision"]["validation"]["auroc"] > best_single + 0.02
+    head_config, tensors = read_head(out / "head")
+    assert head_config["layers"] == [12, 20, 30] and tensors["decision"].shape == (3 * HIDDEN,)
 
 
 def test_fit_refuses_features_that_do_not_match_the_records(tmp_path):

@@ -188,7 +188,7 @@ def cmd_export_head(args: argparse.Namespace) -> None:
         provenance = export_head(Path(args.run), check_rows=args.check_rows)
     except FileNotFoundError as exc:
         raise SystemExit(f"python -m training export-head: {exc}") from None
-    print(json.dumps({k: provenance[k] for k in ("head_version", "fold_check")}, indent=2, default=float))
+    print(json.dumps({k: provenance[k] for k in ("head_version", "serving_check")}, indent=2, default=float))
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -282,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     head.add_argument("--out", default="runs/head")
     head.add_argument("--model", default="embedded:lora", help="the model read (and folded): embedded:lora|base|FOLDER")
     head.add_argument("--layers", default="", help="candidate layers, comma-separated (default 12,15,...,28)")
-    head.add_argument("--candidates", default="", help="read-outs the fit may choose, e.g. final (default: all)")
+    head.add_argument("--candidates", default="", help="read-outs to choose from: final, concat, a layer (default all)")
     head.add_argument("--max-rows", type=int, help="a budget: this many rows, stratified (default: all)")
     head.add_argument("--max-conversation-tokens", type=int, default=512)
     head.add_argument("--contrast-share", type=float, default=0.15)
@@ -292,9 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     head.add_argument("--benchmarks-dir", default=str(DEFAULT_BENCHMARKS_DIR))
     head.set_defaults(func=cmd_head)
 
-    export_head = sub.add_parser("export-head", help="ship a fitted head as the embedded guard's (after a fold check)")
+    export_head = sub.add_parser("export-head", help="ship a fitted head as the embedded guard's (checked as served)")
     export_head.add_argument("--run", default="runs/head", help="the head run folder")
-    export_head.add_argument("--check-rows", type=int, default=200, help="validation rows the fold is checked on")
+    export_head.add_argument("--check-rows", type=int, default=200, help="validation rows to check the served head on")
     export_head.set_defaults(func=cmd_export_head)
 
     export = sub.add_parser("export", help="ship an adapter as the embedded guard (transforms/engines/embedded_guard/)")
@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> None:
         exit_after_offline_engine()
 
 
-ENGINE_COMMANDS = ("validate", "focus", "head")
+ENGINE_COMMANDS = ("validate", "focus", "head", "export-head")
 """Commands that start an in-process vLLM engine."""
 
 

@@ -34,15 +34,17 @@ class HeadConfig:
     data: HeadDataConfig = dataclasses.field(default_factory=HeadDataConfig)
     layers: tuple[int, ...] = DEFAULT_LAYERS
     stop_after: str = "fit"
-    # which read-outs the fit may choose (default: every extracted layer and the final state). `final` needs no
-    # projection of later layers when folded, so the served model generates exactly as before (see EVALUATION.md)
+    # which read-outs the fit may choose (default: every extracted layer, the final state, and `concat`, all of them
+    # together). `final` is folded into the served model; any other is served pooled, beside the generating engine
     candidates: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        known = {"final", *(str(k) for k in self.layers)}
+        known = {"final", "concat", *(str(k) for k in self.layers)}
         unknown = [c for c in self.candidates if c not in known]
         if unknown:
-            raise ValueError(f"unknown --candidates {unknown}: choose from final or the extracted layers {self.layers}")
+            raise ValueError(
+                f"unknown --candidates {unknown}: choose from final, concat or the extracted layers {self.layers}"
+            )
 
 
 def _write_json(path: Path, value: dict) -> None:

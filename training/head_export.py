@@ -1,9 +1,11 @@
 """Ship a fitted decision head as the embedded guard's head: its files into `transforms/engines/embedded_guard/head/`.
 
-Before copying, the head is folded into the model it was fitted on, and the folded model (transformers, fp32) is
-run on validation records: the served logit difference at the box is compared with the fitted head's score on
-the unfolded features (the fold's measured loss). `training.json` beside the head records the run's data,
-features, fit, that check and the head's version (the hash the job records on every verdict).
+Before copying, the served model folder is built from the model the head was fitted on
+(`transforms.engines.decision_head.build_guard_folder`) and run on validation records: a folded head through a
+transformers forward of the folded model (the logit difference at the box), a pooled head through its own pooling
+engine and served weights (`FeatureReader` + `PooledHead`, as the job serves it). The served score is compared with
+the fitted head's score on the run's features (the serving's measured loss). `training.json` beside the head records
+the run's data, features, fit, that check and the head's version (the hash the job records on every verdict).
 """
 
 from __future__ import annotations
@@ -19,10 +21,20 @@ import numpy as np
 
 from training.export import _git_commit
 from training.head_data import read_records
-from training.head_fit import scores_report, sigmoid
+from training.head_fit import head_features, scores_report, sigmoid
 from transforms.engines.chat_format import score_position_ids
-from transforms.engines.decision_head import HEAD_CONFIG, HEAD_WEIGHTS, build_folded_model, head_version, read_head
+from transforms.engines.decision_head import (
+    HEAD_CONFIG,
+    HEAD_WEIGHTS,
+    build_guard_folder,
+    final_layer,
+    head_layers,
+    head_version,
+    norm_weight,
+    read_head,
+)
 from transforms.engines.embedded_model import GUARD_HEAD_DIR, resolve_model
+from transforms.engines.served_head import POOLED
 
 
 def served_scores(model_dir: str, sequences: list[list[int]]) -> np.ndarray:
@@ -44,30 +56,38 @@ def served_scores(model_dir: str, sequences: list[list[int]]) -> np.ndarray:
     return np.asarray(scores)
 
 
-def fold_check(run_dir: Path, base_dir: str, rows: int, seed: int = 0) -> dict:
-    """The folded model's served score against the fitted head's, on `rows` validation records."""
-    from transformers import AutoTokenizer
+def pooled_scores(model_dir: str, sequences: list[list[int]]) -> np.ndarray:
+    """A pooled head's served score (`unsafe` minus `safe` read-out) at the last token of each sequence."""
+    from transforms.engines.feature_reader import FeatureReader
+    from transforms.engines.served_head import ServedHead
 
-    from training.head_fit import candidate_features, model_norm_weight
+    head = ServedHead.read(model_dir)
+    logprobs = head.readout_logprobs(FeatureReader(model_dir, head.layers).read(sequences), ("safe", "unsafe"))
+    return np.asarray([s["unsafe"] - s["safe"] for s in logprobs])
+
+
+def serving_check(run_dir: Path, base_dir: str, rows: int, seed: int = 0) -> dict:
+    """The served model's score against the fitted head's, on `rows` validation records."""
+    from transformers import AutoTokenizer
 
     records = read_records(run_dir)
     features = np.load(run_dir / "features" / "features.npy")
-    fit = json.loads((run_dir / "fit.json").read_text())
     layers = json.loads((run_dir / "features" / "extraction.json").read_text())["layers"]
-    chosen = fit["decision"]["candidate"]
-    X = candidate_features(features, layers, model_norm_weight(base_dir))[chosen]
-    w = read_head(run_dir / "head")[1]["decision"].numpy()
+    config, tensors = read_head(run_dir / "head")
+    X = head_features(features, layers, norm_weight(base_dir), head_layers(config), final_layer(base_dir))
+    w = tensors["decision"].numpy()
     validation = [i for i, r in enumerate(records) if r["split"] == "validation"]
     picked = sorted(random.Random(seed).sample(validation, min(rows, len(validation))))
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     sequences = [score_position_ids(tokenizer, records[i]["user_message"]) for i in picked]
     started = time.monotonic()
-    with tempfile.TemporaryDirectory() as folded:
-        build_folded_model(base_dir, run_dir / "head", Path(folded))
-        served = served_scores(folded, sequences)
+    with tempfile.TemporaryDirectory() as folder:
+        served_head = build_guard_folder(base_dir, run_dir / "head", Path(folder))
+        served = (pooled_scores if served_head.kind == POOLED else served_scores)(folder, sequences)
     fitted = X[picked] @ w
     y = np.array([records[i]["label"] == "unsafe" for i in picked], dtype=int)
     return {
+        "served_as": served_head.kind,
         "rows": len(picked),
         "correlation": float(np.corrcoef(fitted, served)[0, 1]),
         "max_abs_diff": float(np.max(np.abs(fitted - served))),
@@ -79,14 +99,14 @@ def fold_check(run_dir: Path, base_dir: str, rows: int, seed: int = 0) -> dict:
 
 
 def export_head(run_dir: Path, dest: Path = GUARD_HEAD_DIR, check_rows: int = 200) -> dict:
-    """Fold-check the run's head, copy it into `dest` and write `training.json`."""
+    """Check the run's head as served, copy it into `dest` and write `training.json`."""
     head = run_dir / "head"
     for name in (HEAD_CONFIG, HEAD_WEIGHTS):
         if not (head / name).is_file():
             raise FileNotFoundError(f"{head / name} is missing: run python -m training head --out {run_dir} first")
     summary = json.loads((run_dir / "training.json").read_text())
     base = resolve_model(json.loads((head / HEAD_CONFIG).read_text())["base"])
-    check = fold_check(run_dir, base, check_rows)
+    check = serving_check(run_dir, base, check_rows)
     dest.mkdir(parents=True, exist_ok=True)
     for name in (HEAD_CONFIG, HEAD_WEIGHTS):
         shutil.copyfile(head / name, dest / name)
@@ -98,7 +118,7 @@ def export_head(run_dir: Path, dest: Path = GUARD_HEAD_DIR, check_rows: int = 20
         "records": summary["records"],
         "features": summary["features"],
         "fit": summary["fit"],
-        "fold_check": check,
+        "serving_check": check,
     }
     (dest / "training.json").write_text(json.dumps(provenance, indent=2, default=float) + "\n", encoding="utf-8")
     return provenance

@@ -1,9 +1,16 @@
-"""The decision head: a linear read-out of the guard's own activations, folded into the served model.
+"""The decision head: a linear read-out of the guard's own activations, served at the box.
 
 A head is fitted (`python -m training head`) on the hidden state at the position where the cascade's score pass
-reads P(unsafe) (`transforms.engines.chat_format.score_position_ids`). Its decision score is `w · x_k / rms(x_L)`: the
-residual stream after layer k, divided by the RMS the final norm divides by. Folding makes vLLM's logits there
-*be* that score, with no new engine and no change to the job:
+reads P(unsafe) (`transforms.engines.chat_format.score_position_ids`). Its decision score is `w · [x_k / rms(x_L)
+for k in layers]`: the residual stream after each read-out layer k, divided by the RMS the final norm divides by
+(k = L is the final state). `build_guard_folder` makes the served model folder:
+- a head on the final state alone is **folded** into the model (below), so vLLM's logits at the box *are* it;
+- a head on several layers is **pooled**: the folder is the model unchanged plus the head's weights laid out over
+  the pooling runner's vector (`transforms.engines.feature_reader`), served beside the generating engine
+  (`transforms.engines.served_head.PooledHead`). Two output rows can read only the final state, and folding an
+  earlier layer (projecting it through the later layers) broke the guard's generation (EVALUATION.md).
+
+Folding, for a head on one layer k:
 
 1. `lm_head` is untied from the input embedding (the embedding is unchanged, so no input changes).
 2. For k < L, every later layer's writes to the residual stream (attention `o_proj`, MLP `down_proj`) lose their
@@ -28,12 +35,15 @@ from __future__ import annotations
 import hashlib
 import json
 import pathlib
+import shutil
+from collections.abc import Sequence
 from typing import Any
 
-from transforms.engines.served_head import ServedHead
+from transforms.engines.served_head import PooledHead, ServedHead
 
 HEAD_FORMAT = "rsafe-decision-head/1"
 FOLD_VERSION = 2  # 1 wrote the head into the safe/unsafe rows (ruined generation); 2: a decision token of its own
+POOLED_VERSION = 1  # the layout of a pooled folder (`build_pooled_folder`)
 HEAD_WEIGHTS = "head.safetensors"
 HEAD_CONFIG = "head.json"
 RESERVED_TOKENS = 3  # SmolLM2: <|endoftext|>, <|im_start|>, <|im_end|> are never used as category slots
@@ -51,10 +61,10 @@ def head_version(head_dir: pathlib.Path) -> str:
 
 
 def write_head(
-    head_dir: pathlib.Path, decision: Any, layer: int, categories: dict[str, Any], config: dict[str, Any]
+    head_dir: pathlib.Path, decision: Any, layers: Sequence[int], categories: dict[str, Any], config: dict[str, Any]
 ) -> str:
-    """Save a head (decision weights over layer `layer`'s features, category weights over the final normed
-    state, and its config); return its version."""
+    """Save a head (decision weights over the concatenated features of `layers`, category weights over the final
+    normed state, and its config); return its version."""
     import torch
     from safetensors.torch import save_file
 
@@ -64,7 +74,7 @@ def write_head(
     if codes:
         tensors["categories"] = torch.stack([torch.as_tensor(categories[c], dtype=torch.float32) for c in codes])
     save_file(tensors, str(head_dir / HEAD_WEIGHTS))
-    document = {"format": HEAD_FORMAT, "layer": layer, "category_codes": codes, **config}
+    document = {"format": HEAD_FORMAT, "layers": [int(k) for k in layers], "category_codes": codes, **config}
     (head_dir / HEAD_CONFIG).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     return head_version(head_dir)
 
@@ -77,6 +87,13 @@ def read_head(head_dir: pathlib.Path) -> tuple[dict[str, Any], dict[str, Any]]:
     if config.get("format") != HEAD_FORMAT:
         raise RuntimeError(f"{head_dir / HEAD_CONFIG} is not a {HEAD_FORMAT} file")
     return config, load_file(str(head_dir / HEAD_WEIGHTS))
+
+
+def head_layers(config: dict[str, Any]) -> tuple[int, ...]:
+    """The read-out layers of a saved head, in the order of its weights (a head saved before several layers could
+    be read names one `layer`)."""
+    layers = config.get("layers")
+    return tuple(int(k) for k in layers) if layers else (int(config["layer"]),)
 
 
 def verdict_token_ids(tokenizer: Any) -> tuple[int, int]:
@@ -148,10 +165,80 @@ def build_folded_model(base_dir: str, head_dir: pathlib.Path, out_dir: pathlib.P
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     categories = dict(zip(config["category_codes"], tensors.get("categories", []), strict=True))
-    decision_token, slots = fold_head(model, tokenizer, tensors["decision"], config["layer"], categories)
+    (layer,) = head_layers(config)
+    decision_token, slots = fold_head(model, tokenizer, tensors["decision"], layer, categories)
     model.save_pretrained(str(out_dir), safe_serialization=True)
     tokenizer.save_pretrained(str(out_dir))
     safe, _ = verdict_token_ids(tokenizer)
     served = ServedHead(head_version(head_dir), safe, decision_token, tuple(slots), tuple(slots.values()))
     served.write(out_dir)
     return served
+
+
+def pooled_weights(decision: Any, layers: Sequence[int], last_layer: int, gamma: Any) -> tuple[tuple[int, ...], Any]:
+    """(hook layers, weights over the pooling runner's vector) of a head over `layers`' features.
+
+    The runner pools `[h, x_k / rms(x_L) for k in hook layers]` with `h = γ · x_L / rms(x_L)` the normed state, so
+    the final state's block of the head is divided by γ and moved to the front; every other block keeps its weights.
+    """
+    import numpy as np
+
+    gamma = np.asarray(gamma, dtype=np.float32)
+    hidden = len(gamma)
+    blocks = dict(zip(layers, np.asarray(decision, dtype=np.float32).reshape(len(layers), hidden), strict=True))
+    hooks = tuple(k for k in layers if k != last_layer)
+    final = blocks[last_layer] / gamma if last_layer in blocks else np.zeros(hidden, dtype=np.float32)
+    return hooks, np.concatenate([final, *(blocks[k] for k in hooks)])
+
+
+def build_pooled_folder(base_dir: str, head_dir: pathlib.Path, out_dir: pathlib.Path) -> PooledHead:
+    """Base model folder + saved head → the base's files unchanged plus the head as the pooling runner reads it."""
+    import numpy as np
+
+    config, tensors = read_head(head_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for path in pathlib.Path(base_dir).iterdir():
+        if path.is_file() and not path.name.startswith("."):
+            shutil.copyfile(path, out_dir / path.name)
+    gamma = norm_weight(base_dir)
+    hooks, decision = pooled_weights(tensors["decision"].numpy(), head_layers(config), final_layer(base_dir), gamma)
+    categories = tensors["categories"].numpy() if "categories" in tensors else np.zeros((0, len(gamma)), np.float32)
+    served = PooledHead(head_version(head_dir), hooks, tuple(config["category_codes"]), decision, categories)
+    served.write(out_dir)
+    return served
+
+
+def norm_weight(model_dir: str) -> Any:
+    """γ of the model's final norm (`model.norm.weight`, numpy fp32), read from its safetensors."""
+    import numpy as np
+    from safetensors import safe_open
+
+    for path in sorted(pathlib.Path(model_dir).glob("*.safetensors")):
+        with safe_open(str(path), "np") as handle:
+            if "model.norm.weight" in set(handle.keys()):
+                return handle.get_tensor("model.norm.weight").astype(np.float32)
+    raise RuntimeError(f"no model.norm.weight in {model_dir}")
+
+
+def final_layer(model_dir: str) -> int:
+    """The model's layer count (L: the final state's read-out layer)."""
+    return int(json.loads((pathlib.Path(model_dir) / "config.json").read_text(encoding="utf-8"))["num_hidden_layers"])
+
+
+def is_foldable(config: dict[str, Any], last_layer: int) -> bool:
+    """A head on the final state alone is folded into the model; any other is served pooled."""
+    return head_layers(config) == (last_layer,)
+
+
+def serving_version(base_dir: str, head_dir: pathlib.Path) -> str:
+    """How a saved head is served on `base_dir`, with that layout's version: `fold2` or `pooled1`."""
+    foldable = is_foldable(read_head(head_dir)[0], final_layer(base_dir))
+    return f"fold{FOLD_VERSION}" if foldable else f"pooled{POOLED_VERSION}"
+
+
+def build_guard_folder(base_dir: str, head_dir: pathlib.Path, out_dir: pathlib.Path) -> ServedHead | PooledHead:
+    """The served model folder for a saved head on `base_dir`: folded or pooled (`is_foldable`)."""
+    config, _ = read_head(head_dir)
+    if is_foldable(config, final_layer(base_dir)):
+        return build_folded_model(base_dir, head_dir, out_dir)
+    return build_pooled_folder(base_dir, head_dir, out_dir)

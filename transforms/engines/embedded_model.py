@@ -5,9 +5,9 @@
 - `embedded:lora`: the base plus the stage-1 LoRA adapter committed in `transforms/engines/embedded_guard/` (trained by
   `python -m training`, see its `training.json`), merged once into a folder named by the adapter's content hash.
 - `embedded:guard` (or no `--model`): the stage-1 guard with the decision head committed in
-  `transforms/engines/embedded_guard/head/` (`python -m training head`) folded in
-  (`transforms.engines.decision_head`), so the box's `safe`/`unsafe` logits are the head. Its folder is named by
-  both versions.
+  `transforms/engines/embedded_guard/head/` (`python -m training head`), served at the box: folded in, or pooled
+  beside the generating engine for a head on several layers (`transforms.engines.decision_head`). Its folder is
+  named by both versions and how the head is served.
 All live under `$RSAFE_MODEL_CACHE` (default `~/.cache/rsafe-batch/models`) and are reused afterwards; any other
 `--model` value is an HF folder or hub id.
 """
@@ -164,17 +164,18 @@ def ensure_embedded_guard(
     adapter_dir: pathlib.Path = GUARD_ADAPTER_DIR,
     head_dir: pathlib.Path = GUARD_HEAD_DIR,
 ) -> str:
-    """Fold the committed head into the stage-1 guard once (a folder per adapter, head and fold version)."""
-    from transforms.engines.decision_head import FOLD_VERSION, build_folded_model
+    """Build the stage-1 guard with the committed head once (a folder per adapter, head and serving version)."""
+    from transforms.engines.decision_head import build_guard_folder, serving_version
 
     lora = ensure_embedded_lora(cache_dir, adapter_dir)
-    name = f"rsafe-guard-{adapter_version(adapter_dir)}-head-{guard_head_version(head_dir)}-fold{FOLD_VERSION}"
+    served = serving_version(lora, head_dir)
+    name = f"rsafe-guard-{adapter_version(adapter_dir)}-head-{guard_head_version(head_dir)}-{served}"
     target = (cache_dir or model_cache_dir()) / name
     if (target / _DONE_MARKER).is_file():
         return str(target)
-    log.info("folding the decision head %s into %s (once)", head_dir, target)
+    log.info("building the guard with the decision head %s (%s) into %s (once)", head_dir, served, target)
     _build_once(
-        target, lambda staging: build_folded_model(lora, head_dir, staging), guard_model_name(adapter_dir, head_dir)
+        target, lambda staging: build_guard_folder(lora, head_dir, staging), guard_model_name(adapter_dir, head_dir)
     )
     return str(target)
 

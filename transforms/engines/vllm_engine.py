@@ -8,9 +8,11 @@ log-probability of the next token of each choice (`logprob_token_ids`), all shar
 SmolLM2's vocabulary that is two requests per unit (`safe` | `uns`, then `afe` after `uns`). Each request costs
 about one engine step whatever its size, so the closing `}` is not scored (it would double the requests).
 
-A model folder with a folded decision head (`rsafe_head.json`, `transforms.engines.served_head`) is scored at the box by
-one request per unit: the head's score is the difference of the decision token's and `safe`'s logits there, and
-the decision and category tokens are never generated (`logit_bias`).
+A model folder with a decision head (`rsafe_head.json`, `transforms.engines.served_head`) is scored at the box by
+one request per unit. A folded head's score is the difference of the decision token's and `safe`'s logits there,
+and the decision and category tokens are never generated (`logit_bias`). A pooled head is read by a second,
+pooling engine on the same folder (`transforms.engines.feature_reader`), started beside the generating one; its
+score pass then needs no generation at all (`open_prompts`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from typing import Any
 from transforms.engines.chat_format import chat_prompt_text
 from transforms.engines.cpu_serving import bind_model_threads, cpu_has_native_bf16, serving_dtype
 from transforms.engines.protocol import Completion, Continuation, EngineError, SamplingSettings
-from transforms.engines.served_head import ServedHead
+from transforms.engines.served_head import POOLED, PooledHead, ServedHead
+from transforms.engines.vllm_requests import choice_trie, sampling_params
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +69,10 @@ class VllmEngineSpec:
         from vllm import LLM
 
         model = self.resolved_model()
+        dtype = serving_dtype(self.dtype, _is_embedded(self.model), _is_cpu_build() and not cpu_has_native_bf16())
         kwargs: dict[str, Any] = dict(
             model=model,
-            dtype=serving_dtype(self.dtype, _is_embedded(self.model), _is_cpu_build() and not cpu_has_native_bf16()),
+            dtype=dtype,
             max_model_len=self.max_model_len,
             enforce_eager=self.enforce_eager,
             enable_prefix_caching=self.enable_prefix_caching,
@@ -85,7 +89,20 @@ class VllmEngineSpec:
             llm = LLM(**kwargs)
         except Exception as exc:
             raise EngineError(f"could not start the vLLM engine for {model!r}: {type(exc).__name__}: {exc}") from exc
-        return VllmEngine(llm, self.model_label, self.max_model_len, ServedHead.read(model))
+        head = ServedHead.read(model)
+        reader = self._feature_reader(model, head, dtype) if head is not None and head.kind == POOLED else None
+        return VllmEngine(llm, self.model_label, self.max_model_len, head, reader)
+
+    def _feature_reader(self, model: str, head: PooledHead, dtype: str) -> Any:
+        """The pooling engine that reads a pooled head's features, with the generating engine's settings."""
+        from transforms.engines.feature_reader import FeatureReader, ReaderSettings
+
+        settings = ReaderSettings(dtype, self.kv_cache_gib, self.max_model_len, self.block_size or 32)
+        log.info("starting the decision head's pooling engine (layers %s)", head.layers)
+        try:
+            return FeatureReader(model, head.layers, settings)
+        except Exception as exc:
+            raise EngineError(f"could not start the head's pooling engine for {model!r}: {exc}") from exc
 
     def load_token_counter(self) -> Callable[[str], int]:
         tokenizer = self._tokenizer()
@@ -123,13 +140,21 @@ def _is_cpu_build() -> bool:
 class VllmEngine:
     """`VerdictEngine` over an in-process `vllm.LLM`."""
 
-    def __init__(self, llm: Any, model_name: str, max_len: int, decision_head: ServedHead | None = None) -> None:
+    def __init__(
+        self,
+        llm: Any,
+        model_name: str,
+        max_len: int,
+        decision_head: ServedHead | PooledHead | None = None,
+        feature_reader: Any = None,
+    ) -> None:
         self._llm = llm
         self._tokenizer = llm.get_tokenizer()
         self.model_name = model_name
         self.max_context_tokens = max_len
         self.decision_head = decision_head
-        # a head's category slots hold category read-outs, not text: never generated
+        self._reader = feature_reader  # a pooled head's features (`FeatureReader`), None for a folded head
+        # a folded head's decision and category tokens are read-outs, not text: never generated
         self._banned = {t: -100.0 for t in decision_head.never_generated} if decision_head else {}
 
     def _encode(self, text: str) -> list[int]:
@@ -153,7 +178,7 @@ class VllmEngine:
         from vllm.inputs import TokensPrompt
 
         prompts = [self._prompt_ids(m, assistant_prefix) for m in user_messages]
-        params = [_sampling_params(sampling, limit, stop, True, self._banned) for limit in max_tokens]
+        params = [sampling_params(sampling, limit, stop, True, self._banned) for limit in max_tokens]
         outputs = self._llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in prompts], params, use_tqdm=False)
         completions = []
         for ids, output in zip(prompts, outputs, strict=True):
@@ -168,6 +193,18 @@ class VllmEngine:
                 )
             )
         return completions
+
+    def open_prompts(self, user_messages: Sequence[str], assistant_prefix: str = "") -> list[Completion]:
+        """A handle on each prompt to score at the box or continue from, its text dropped (`keep_chars=0`).
+
+        With a pooled head nothing runs here: the head's own engine prefills the scoring context. Otherwise one
+        token is generated, so the prompt's prefill fills the prefix cache that the scoring request then hits."""
+        if self._reader is None:
+            limits = [1] * len(user_messages)
+            one = SamplingSettings(max_tokens=1)
+            return self.complete(user_messages, one, limits, assistant_prefix=assistant_prefix)
+        prompts = [self._prompt_ids(m, assistant_prefix) for m in user_messages]
+        return [Completion("", "length", len(ids), 0, handle=(tuple(ids), ())) for ids in prompts]
 
     def _context_ids(self, continuation: Continuation) -> list[int]:
         """Prompt ids + the generated ids that make up the kept text + the suffix's ids."""
@@ -193,7 +230,7 @@ class VllmEngine:
     ) -> list[str]:
         from vllm.inputs import TokensPrompt
 
-        params = _sampling_params(sampling, max_tokens, stop, False, self._banned)
+        params = sampling_params(sampling, max_tokens, stop, False, self._banned)
         prompts = [TokensPrompt(prompt_token_ids=self._context_ids(c)) for c in continuations]
         return [o.outputs[0].text for o in self._llm.generate(prompts, params, use_tqdm=False)]
 
@@ -204,12 +241,15 @@ class VllmEngine:
         from vllm.inputs import TokensPrompt
 
         head = self.decision_head
-        if head is not None and set(choices) <= set(head.readout_tokens):
+        if head is not None and set(choices) <= set(head.readouts):
+            if self._reader is not None:  # a pooled head: its engine reads the features at each context's end
+                features = self._reader.read([self._context_ids(c) for c in continuations])
+                return head.readout_logprobs(features, choices)
             return self._head_logprobs(continuations, choices, head)
         choice_ids = {choice: self._encode(choice) for choice in choices}
         requests: list[tuple[int, tuple[int, ...], list[int]]] = []  # (unit, prefix within choice, next ids)
         for unit in range(len(continuations)):
-            for prefix, next_ids in _choice_trie(choice_ids).items():
+            for prefix, next_ids in choice_trie(choice_ids).items():
                 requests.append((unit, prefix, next_ids))
         contexts = [self._context_ids(c) for c in continuations]
         prompts = [TokensPrompt(prompt_token_ids=contexts[u] + list(p)) for u, p, _ in requests]
@@ -244,35 +284,6 @@ class VllmEngine:
             scored = output.outputs[0].logprobs[0]
             results.append({c: scored[token[c]].logprob for c in choices})
         return results
-
-
-def _sampling_params(
-    sampling: SamplingSettings, max_tokens: int, stop: Sequence[str], include_stop: bool, bias: dict[int, float]
-) -> Any:
-    """vLLM `SamplingParams` for the run's sampling settings (`bias`: tokens never to generate)."""
-    from vllm import SamplingParams
-
-    return SamplingParams(
-        max_tokens=max_tokens,
-        temperature=sampling.temperature,
-        top_p=sampling.top_p,
-        repetition_penalty=sampling.repetition_penalty,
-        seed=sampling.seed,
-        stop=list(stop) or None,
-        include_stop_str_in_output=include_stop,
-        logit_bias=bias or None,
-    )
-
-
-def _choice_trie(choice_ids: dict[str, list[int]]) -> dict[tuple[int, ...], list[int]]:
-    """Each distinct token prefix of the choices → the next token ids to score after it."""
-    trie: dict[tuple[int, ...], list[int]] = {}
-    for ids in choice_ids.values():
-        for i, token in enumerate(ids):
-            nexts = trie.setdefault(tuple(ids[:i]), [])
-            if token not in nexts:
-                nexts.append(token)
-    return trie
 
 
 def exit_after_offline_engine(code: int = 0) -> None:

@@ -5,7 +5,7 @@ the box right after an empty thought (one prefill on the cached policy prefix an
 generation), then reasons only where it is needed:
 - An engine without a decision head: a unit outside its uncertainty band is decided by that score
   (`verdict_source=score`); the rest are judged in `auto` mode, whose verdict and reasoning replace the score.
-- An engine serving a folded decision head (`engine.decision_head`): the head decides every unit
+- An engine serving a decision head (`engine.decision_head`, folded or pooled): the head decides every unit
   (`verdict_source=head`). Units in the band and units the head flags (P(unsafe) >= the threshold) are also
   reasoned in `auto` mode, for the trace an auditor reads; the trace does not overturn the head (its own box's
   P(unsafe) is kept as `trace_p_unsafe`, and a disagreement is flagged: EVALUATION.md measures the choice).
@@ -62,13 +62,19 @@ def score_without_reasoning(engine: VerdictEngine, requests: Sequence[JudgeReque
     """Cascade pass 1: P(unsafe) at the box right after an empty thought, for every request (and, from an engine
     serving category heads, their scores, in the same request).
 
-    The one generated token only gives the engine a handle on the prompt (its prefill fills the prefix cache);
-    it is dropped (`keep_chars=0`) before the box is scored.
+    The probes are handles on the prompts: an engine's `open_prompts` where it has one (the vLLM engine serving a
+    pooled head generates nothing for them), else one generated token (its prefill fills the prefix cache). Their
+    text is dropped (`keep_chars=0`) before the box is scored.
     """
     head = getattr(engine, "decision_head", None)
     codes = head.category_codes if head is not None else ()
-    greedy = SamplingSettings(max_tokens=1)
-    probes = engine.complete([r.prompt for r in requests], greedy, [1] * len(requests), assistant_prefix=THINK_OPEN)
+    prompts = [r.prompt for r in requests]
+    opener = getattr(engine, "open_prompts", None)
+    if opener is not None:
+        probes = opener(prompts, THINK_OPEN)
+    else:
+        one = SamplingSettings(max_tokens=1)
+        probes = engine.complete(prompts, one, [1] * len(requests), assistant_prefix=THINK_OPEN)
     choices = [*VERDICTS, *(category_readout(code) for code in codes)]
     scores = engine.continuation_logprobs([Continuation(c, 0, EMPTY_THOUGHT) for c in probes], choices)
     return [
