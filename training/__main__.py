@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     args.func(args)
     if args.command in ENGINE_COMMANDS:
-        from transforms.engines.vllm_engine import exit_after_offline_engine
+        from transforms.engines.offline_exit import exit_after_offline_engine
 
         exit_after_offline_engine()
 

@@ -75,6 +75,7 @@ def run_head(config: HeadConfig) -> dict:
     summary: dict = {"config": dataclasses.asdict(config)}
     records, summary["records"] = records_step(config, out)
     log.info("head records: %d (%s)", len(records), summary["records"]["splits"])
+    _write_json(out / "training.json", summary)  # a run stopped during its features still says what it reads
     if config.stop_after != "records":
         extraction = ExtractionConfig(model=config.model_dir, layers=config.layers)
         summary["features"] = extract_records(records, extraction, out / "features")

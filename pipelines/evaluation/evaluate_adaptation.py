@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--verdict-mode", default="auto", choices=VERDICT_MODES, help="score: the head's P(unsafe)")
     parser.add_argument("--benchmarks-dir", default=str(benchmark_sets.DEFAULT_BENCHMARKS_DIR))
     args = parser.parse_args(argv)
-    from transforms.engines.vllm_engine import VllmEngineSpec, exit_after_offline_engine
+    from transforms.engines.offline_exit import exit_after_offline_engine
+    from transforms.engines.vllm_engine import VllmEngineSpec
 
     engine = VllmEngineSpec(model=args.model).load()
     results = run_adaptation(

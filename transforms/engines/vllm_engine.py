@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -284,14 +283,3 @@ class VllmEngine:
             scored = output.outputs[0].logprobs[0]
             results.append({c: scored[token[c]].logprob for c in choices})
         return results
-
-
-def exit_after_offline_engine(code: int = 0) -> None:
-    """End a command-line process that built an in-process engine, once its results are written: the engine's
-    core process kept the interpreter alive at exit (measured: `python -m training validate` hung for minutes
-    after writing its report)."""
-    import sys
-
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
