@@ -60,3 +60,29 @@ def test_the_command_writes_json_and_refuses_a_bad_head_spec(tmp_path, capsys):
         with pytest.raises(SystemExit) as usage:
             main(argv)
         assert usage.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_two_models_features_are_compared_on_the_rows_both_extracted(tmp_path):
+    """`benchmarks/head_base_compare.py`: a run whose features carry the label beats one whose features do not, on
+    the rows both runs have (a stopped run counts its saved chunks only)."""
+    from head_base_compare import compare as compare_models
+
+    records, informative = _records_and_features()
+    records = [{**r, "user_message": f"rendered prompt {i}"} for i, r in enumerate(records)]
+    model_dir = _model_dir(tmp_path)
+    noise = np.random.default_rng(7).normal(size=informative.shape)
+    runs = {}
+    for name, features in (("informative", informative), ("noise", noise)):
+        run = tmp_path / name
+        (run / "features").mkdir(parents=True)
+        (run / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        (run / "training.json").write_text(json.dumps({"config": {"layers": list(LAYERS), "model_dir": model_dir}}))
+        if name == "noise":  # stopped after its first chunk: 400 of the 600 rows
+            np.save(run / "features" / "chunk-0.npy", features[:400].astype(np.float32))
+        else:
+            np.save(run / "features" / "features.npy", features)
+        runs[name] = run
+    figures = compare_models(runs)
+    assert figures["rows"] == 400 and figures["validation"] == 80
+    informative_auroc = figures["runs"]["informative"]["concat"]["validation_auroc"]
+    assert informative_auroc > 0.95 > 0.75 > figures["runs"]["noise"]["concat"]["validation_auroc"]
