@@ -4,8 +4,9 @@
 
 Each RUN is a `python -m training head` folder (`--stop-after features` is enough) whose features were read from
 a different model (`--model embedded:base`, `embedded:lora`). Rows are matched by their rendered prompt, so only
-rows both runs extracted count (a run stopped early contributes the chunks it saved); each run's split is kept
-(the split is a hash of the text, the same in both). On those rows the same head is fitted for each run, the
+rows both runs extracted count (a run stopped early contributes the chunks it saved); the runs' split is kept (a
+hash of the text, the same in both), or, when a stopped run has too few validation rows (they come last), a seeded
+20 % of the common rows is held out, the same for every run. On those rows the same head is fitted for each run, the
 `concat` read-out and each single read-out, with C chosen on the validation rows, and the validation AUROC is
 printed side by side. The issue's rule: the embedded guard's base is whichever validates better.
 """
@@ -25,6 +26,9 @@ from training.head_data import read_records
 from training.head_fit import C_GRID, CONCAT, FINAL, candidate_features, fit_scaled, scores_report
 from transforms.engines.decision_head import norm_weight
 
+MIN_VALIDATION_ROWS = 200
+FALLBACK_SHARE = 0.2
+
 
 def saved_features(run: Path) -> np.ndarray:
     """The run's features: `features.npy`, or the chunks saved so far (in row order) for a stopped extraction."""
@@ -38,7 +42,9 @@ def saved_features(run: Path) -> np.ndarray:
     return np.concatenate(chunks)
 
 
-def compare(runs: dict[str, Path], read_outs: tuple[str, ...] = (CONCAT, FINAL)) -> dict:
+def compare(
+    runs: dict[str, Path], read_outs: tuple[str, ...] = (CONCAT, FINAL), min_validation: int = MIN_VALIDATION_ROWS
+) -> dict:
     """Validation AUROC per run and read-out, on the rows every run extracted."""
     loaded = {}
     for name, run in runs.items():
@@ -54,7 +60,12 @@ def compare(runs: dict[str, Path], read_outs: tuple[str, ...] = (CONCAT, FINAL))
     rows_of = {m: first[0][first[2][m]] for m in common}
     y = np.array([rows_of[m]["label"] == "unsafe" for m in common], dtype=int)
     train = np.array([rows_of[m]["split"] == "train" for m in common])
-    figures: dict = {"rows": len(common), "train": int(train.sum()), "validation": int((~train).sum()), "runs": {}}
+    held_out = "the runs' validation split"
+    if (~train).sum() < min_validation:  # a run stopped before its validation rows (they come last)
+        train = np.random.default_rng(0).random(len(common)) >= FALLBACK_SHARE
+        held_out = f"a seeded {FALLBACK_SHARE:.0%} of the common training rows (too few validation rows in common)"
+    figures: dict = {"rows": len(common), "train": int(train.sum()), "validation": int((~train).sum()),
+                     "held_out": held_out, "runs": {}}  # fmt: skip
     for name, (_, candidates, index, model_dir) in loaded.items():
         at = [index[m] for m in common]
         figures["runs"][name] = {"model_dir": model_dir}
@@ -76,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     if len(runs) < 2 or len(runs) != len(args.run):
         parser.error("--run takes NAME=FOLDER, at least twice")
     figures = compare(runs)
-    print(f"{figures['rows']} rows in common ({figures['train']} train, {figures['validation']} validation)")
+    print(f"{figures['rows']} rows in common: {figures['train']} fitted, {figures['validation']} held out "
+          f"({figures['held_out']})")  # fmt: skip
     for name, result in figures["runs"].items():
         scored = {k: v for k, v in result.items() if k != "model_dir"}
         cells = ", ".join(f"{k} {v['validation_auroc']:.4f} (C={v['C']:g})" for k, v in scored.items())

@@ -82,7 +82,11 @@ def test_two_models_features_are_compared_on_the_rows_both_extracted(tmp_path):
         else:
             np.save(run / "features" / "features.npy", features)
         runs[name] = run
-    figures = compare_models(runs)
+    figures = compare_models(runs, min_validation=50)
     assert figures["rows"] == 400 and figures["validation"] == 80
+    assert figures["held_out"] == "the runs' validation split"
     informative_auroc = figures["runs"]["informative"]["concat"]["validation_auroc"]
     assert informative_auroc > 0.95 > 0.75 > figures["runs"]["noise"]["concat"]["validation_auroc"]
+    fallback = compare_models(runs)  # 80 validation rows in common are too few: a seeded fifth is held out
+    assert fallback["held_out"].startswith("a seeded 20%") and 60 < fallback["validation"] < 100
+    assert fallback["runs"]["informative"]["concat"]["validation_auroc"] > 0.95
