@@ -10,6 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from tests.readouts import transformers_readouts  # noqa: E402
 from transforms.engines.decision_head import (  # noqa: E402
     build_folded_model,
     build_guard_folder,
@@ -52,16 +53,8 @@ def tiny_model(tokenizer, seed: int = 0):
 
 
 def features(model, ids, layer):
-    """(x_k / rms(x_L), normed final state) at the last token, read from `model`'s own forward."""
-    captured = {}
-    handle = model.model.norm.register_forward_hook(lambda m, args, out: captured.update(stream=args[0], normed=out))
-    with torch.no_grad():
-        out = model(torch.tensor([ids]), output_hidden_states=True)
-    handle.remove()
-    stream = captured["stream"][0, -1]
-    rms = torch.sqrt(stream.pow(2).mean() + model.config.rms_norm_eps)
-    x_k = out.hidden_states[layer][0, -1] if layer < LAYERS else stream
-    return x_k / rms, captured["normed"][0, -1], out.logits[0, -1]
+    """(x_k / rms(x_L), normed final state, logits) at the last token, read from `model`'s own forward."""
+    return transformers_readouts(model, ids, [layer])
 
 
 @pytest.mark.parametrize("layer", [2, LAYERS])

@@ -81,31 +81,16 @@ def test_real_engine_the_decision_head_separates_clear_harm_from_clear_benign_re
     assert min(by_label["unsafe"]) > 0.5 > max(by_label["safe"]), by_label
 
 
-def _transformers_readouts(model_dir: str, ids: list[int], layers: tuple[int, ...]):
-    """Independently of vLLM: (`x_k / rms(x_L)` for each read-out layer, the normed final state, the logits) at
-    the last token, from a transformers forward (hidden state k is the output of layer k; L is the final state)."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    captured = {}
-    hook = model.model.norm.register_forward_hook(lambda m, args, out: captured.update(stream=args[0], normed=out))
-    with torch.no_grad():
-        out = model(torch.tensor([ids]), output_hidden_states=True)
-    hook.remove()
-    stream = captured["stream"][0, -1]
-    rms = torch.sqrt(stream.pow(2).mean() + model.config.rms_norm_eps)
-    last = model.config.num_hidden_layers
-    blocks = [(stream if k == last else out.hidden_states[k][0, -1]) / rms for k in layers]
-    return torch.cat(blocks), captured["normed"][0, -1], out.logits[0, -1]
-
-
 def test_real_engine_serves_exactly_the_committed_head(real_engine):
     """vLLM's P(unsafe) at the score position is the committed head's score there, computed independently with
     transformers: for a pooled head from the hidden states and the head's own weights (not the served layout), for
     a folded head from the folded model's logit difference."""
     import math
 
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from tests.readouts import transformers_readouts
     from transforms.engines.chat_format import score_position_ids
     from transforms.engines.decision_head import head_layers, read_head
     from transforms.engines.embedded_model import GUARD_HEAD_DIR
@@ -118,10 +103,11 @@ def test_real_engine_serves_exactly_the_committed_head(real_engine):
     scored = score_without_reasoning(engine, [JudgeRequest(p, allowed_codes=codes) for p in prompts])
     assert codes and all(len(box.category_scores) == len(codes) for box in scored)
     config, tensors = read_head(GUARD_HEAD_DIR)
+    model = AutoModelForCausalLM.from_pretrained(resolve_model(None), dtype=torch.float32).eval()
     categories = dict(zip(config["category_codes"], tensors.get("categories", []), strict=True))
     for prompt, box in zip(prompts, scored, strict=True):
         ids = score_position_ids(engine._tokenizer, prompt)
-        readouts, normed, logits = _transformers_readouts(resolve_model(None), ids, head_layers(config))
+        readouts, normed, logits = transformers_readouts(model, ids, head_layers(config))
         if head.kind == "pooled":
             score = float(tensors["decision"] @ readouts)
             slots = {code: float(categories[code] @ normed) for code in codes}
