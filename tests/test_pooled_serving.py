@@ -60,7 +60,7 @@ class Reader:
 
     def read(self, sequences):
         self.sequences += [list(s) for s in sequences]
-        return np.stack([self.pooled(len(s)) for s in sequences])
+        return np.stack([self.pooled(len(s)) for s in sequences]) if sequences else np.zeros((0, 2, HIDDEN))
 
     @staticmethod
     def pooled(length: int) -> np.ndarray:
@@ -103,3 +103,10 @@ def test_a_trace_is_generated_by_the_guard_and_its_own_box_is_read_by_the_head(t
     score = float(Reader.pooled(len(box_context)).reshape(-1) @ engine.decision_head.decision)
     assert judged[0].trace_p_unsafe == pytest.approx(_sigmoid(score), abs=1e-6)
     assert judged[0].reasoning.startswith("It asks for harm")
+
+
+def test_no_continuation_to_score_is_an_empty_answer_not_an_error(tokenizer):
+    """A batch where no completion reached a box asks the head for nothing (found on the real engine)."""
+    engine, head = _engine(tokenizer)
+    assert engine.continuation_logprobs([], ["safe", "unsafe"]) == []
+    assert head.readout_logprobs(np.zeros((0, 2, HIDDEN), dtype=np.float32), ["safe", "unsafe"]) == []

@@ -142,6 +142,8 @@ class PooledHead:
         """Per row of pooled vectors `[n, 1 + len(layers), hidden]`: log P(safe) and log P(unsafe) of the
         decision head, and `category:<code>` as log P(safe) + that category head's score (as a folded head's
         read-outs: a read-out minus `safe` is its head's score)."""
+        if len(pooled) == 0:  # e.g. a batch where no completion reached a box
+            return []
         flat = pooled.reshape(len(pooled), -1)
         z = flat @ self.decision
         normed = pooled[:, 0]
