@@ -23,8 +23,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training.head_data import read_records
-from training.head_fit import by_group, head_features, num_layers, scores_report, source_name
-from transforms.engines.decision_head import HEAD_CONFIG, head_layers, norm_weight, read_head
+from training.head_fit import by_group, head_features, scores_report, source_name
+from transforms.engines.decision_head import HEAD_CONFIG, final_layer, head_layers, norm_weight, read_head
 
 
 def head_scores(head_dir: Path, features: np.ndarray, layers: list[int], gamma: np.ndarray, last: int) -> np.ndarray:
@@ -49,7 +49,7 @@ def compare(run: Path, heads: dict[str, Path]) -> dict:
     y = np.array([r["label"] == "unsafe" for r in validation], dtype=int)
     figures = {}
     for name, head_dir in heads.items():
-        z = head_scores(head_dir, features, layers, gamma, num_layers(model_dir))[val]
+        z = head_scores(head_dir, features, layers, gamma, final_layer(model_dir))[val]
         sources = by_group(validation, y, z, source_name)
         per_source = [s["auroc"] for s in sources.values() if s["auroc"] is not None]
         figures[name] = {

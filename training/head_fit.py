@@ -232,13 +232,9 @@ def fit_categories(
     return heads, report
 
 
-def num_layers(model_dir: str) -> int:
-    return int(json.loads((Path(model_dir) / "config.json").read_text())["num_hidden_layers"])
-
-
 def fit_step(records: Sequence[dict], out: Path, config: Any) -> dict:
     """Fit, choose and save the head under `out/head`; returns the figures recorded in `training.json`."""
-    from transforms.engines.decision_head import norm_weight, write_head
+    from transforms.engines.decision_head import final_layer, norm_weight, write_head
 
     started = time.monotonic()
     features = np.load(out / "features" / "features.npy")
@@ -249,7 +245,7 @@ def fit_step(records: Sequence[dict], out: Path, config: Any) -> dict:
     val = ~train
     gamma = norm_weight(config.model_dir)
     candidates = candidate_features(features, config.layers, gamma)
-    if getattr(config, "candidates", None):  # e.g. ("final",): a head that needs no projection of later layers
+    if getattr(config, "candidates", None):  # e.g. ("final",): a head that is folded into the served model
         candidates = {name: candidates[name] for name in config.candidates}
     choice, grid = fit_decision(candidates, y, train, val)
     X = candidates[choice["candidate"]]
@@ -261,7 +257,7 @@ def fit_step(records: Sequence[dict], out: Path, config: Any) -> dict:
         [r for r, t in zip(records, train, strict=True) if t], validation, y[train], y[val]
     )
     categories, category_report = fit_categories(records, features[:, 0], train, val, choice["C"])
-    layers = candidate_layers(choice["candidate"], config.layers, num_layers(config.model_dir))
+    layers = candidate_layers(choice["candidate"], config.layers, final_layer(config.model_dir))
     fit = {
         "decision": {
             "candidate": choice["candidate"],
