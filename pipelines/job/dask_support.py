@@ -202,6 +202,13 @@ class ShareCoresAmongLocalWorkers(WorkerPlugin):
             return  # not one of LocalCluster's numbered workers
         os.environ[WORKER_CORES_ENV] = slice_of_worker(index, self.workers, self.cores)
 
+    def teardown(self, worker) -> None:
+        """The engines this worker started (a generating one, and a pooling one for a pooled head) stop with it:
+        found 2026-12-07, their core processes outlived the closed cluster and spun (load average 96)."""
+        from transforms.engines.offline_exit import stop_engine_processes
+
+        stop_engine_processes()
+
 
 def local_cluster(workers: int):
     """A local `dask.distributed` cluster of `workers` single-threaded, non-daemonic worker processes, each with
