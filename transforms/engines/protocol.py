@@ -96,6 +96,24 @@ class VerdictEngine(Protocol):
         ...
 
 
+def open_prompts(engine: VerdictEngine, user_messages: Sequence[str], assistant_prefix: str = "") -> list[Completion]:
+    """A handle on each prompt to score or continue from, its text dropped (`keep_chars=0`): the engine's own
+    `open_prompts` where it has one, else one generated token (its prefill fills the prefix cache that the
+    scoring request then hits)."""
+    opener = getattr(engine, "open_prompts", None)
+    if opener is not None:
+        return opener(user_messages, assistant_prefix)
+    return one_token_probes(engine, user_messages, assistant_prefix)
+
+
+def one_token_probes(
+    engine: VerdictEngine, user_messages: Sequence[str], assistant_prefix: str = ""
+) -> list[Completion]:
+    """One generated token per prompt: a handle whose prefill fills the engine's prefix cache."""
+    one = SamplingSettings(max_tokens=1)
+    return engine.complete(user_messages, one, [1] * len(user_messages), assistant_prefix=assistant_prefix)
+
+
 class EngineSpec(Protocol):
     """Picklable recipe for an engine: built once per worker process."""
 

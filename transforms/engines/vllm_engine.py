@@ -25,7 +25,7 @@ from typing import Any
 
 from transforms.engines.chat_format import chat_prompt_text
 from transforms.engines.cpu_serving import bind_model_threads, cpu_has_native_bf16, serving_dtype
-from transforms.engines.protocol import Completion, Continuation, EngineError, SamplingSettings
+from transforms.engines.protocol import Completion, Continuation, EngineError, SamplingSettings, one_token_probes
 from transforms.engines.served_head import POOLED, PooledHead, ServedHead
 from transforms.engines.vllm_requests import choice_trie, sampling_params
 
@@ -199,9 +199,7 @@ class VllmEngine:
         With a pooled head nothing runs here: the head's own engine prefills the scoring context. Otherwise one
         token is generated, so the prompt's prefill fills the prefix cache that the scoring request then hits."""
         if self._reader is None:
-            limits = [1] * len(user_messages)
-            one = SamplingSettings(max_tokens=1)
-            return self.complete(user_messages, one, limits, assistant_prefix=assistant_prefix)
+            return one_token_probes(self, user_messages, assistant_prefix)
         prompts = [self._prompt_ids(m, assistant_prefix) for m in user_messages]
         return [Completion("", "length", len(ids), 0, handle=(tuple(ids), ())) for ids in prompts]
 

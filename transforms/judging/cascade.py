@@ -24,7 +24,7 @@ import dataclasses
 from collections.abc import Sequence
 
 from transforms.engines.chat_format import BOX_OPEN, EMPTY_THOUGHT, THINK_OPEN
-from transforms.engines.protocol import Completion, Continuation, SamplingSettings, VerdictEngine
+from transforms.engines.protocol import Completion, Continuation, VerdictEngine, open_prompts
 from transforms.engines.served_head import category_readout
 from transforms.judging.decisions import Judgement, JudgeRequest, JudgeSettings, judge_reasoned, p_unsafe_from_logprobs
 from transforms.judging.phase_tokens import CATEGORY_TOKENS, categories_suffix
@@ -62,19 +62,13 @@ def score_without_reasoning(engine: VerdictEngine, requests: Sequence[JudgeReque
     """Cascade pass 1: P(unsafe) at the box right after an empty thought, for every request (and, from an engine
     serving category heads, their scores, in the same request).
 
-    The probes are handles on the prompts: an engine's `open_prompts` where it has one (the vLLM engine serving a
-    pooled head generates nothing for them), else one generated token (its prefill fills the prefix cache). Their
-    text is dropped (`keep_chars=0`) before the box is scored.
+    The probes are handles on the prompts (`transforms.engines.protocol.open_prompts`: the vLLM engine serving a
+    pooled head generates nothing for them). Their text is dropped (`keep_chars=0`) before the box is scored.
     """
     head = getattr(engine, "decision_head", None)
     codes = head.category_codes if head is not None else ()
     prompts = [r.prompt for r in requests]
-    opener = getattr(engine, "open_prompts", None)
-    if opener is not None:
-        probes = opener(prompts, THINK_OPEN)
-    else:
-        one = SamplingSettings(max_tokens=1)
-        probes = engine.complete(prompts, one, [1] * len(requests), assistant_prefix=THINK_OPEN)
+    probes = open_prompts(engine, prompts, THINK_OPEN)
     choices = [*VERDICTS, *(category_readout(code) for code in codes)]
     scores = engine.continuation_logprobs([Continuation(c, 0, EMPTY_THOUGHT) for c in probes], choices)
     return [
