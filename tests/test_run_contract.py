@@ -120,25 +120,37 @@ def test_store_lease_with_an_expired_heartbeat_is_taken_over_and_the_old_holder_
 
 def test_store_lease_race_has_one_winner(tmp_path, monkeypatch):
     """Two claimants that both saw no lease and both wrote one: the read-back after the settle delay leaves
-    exactly one holder (the last writer); the other backs off."""
-    monkeypatch.setattr(StoreLease, "settle_s", 0.3)
-    both_checked = threading.Barrier(2)
-    real_read, first_read = run_lease._read, threading.local()
+    exactly one holder (the last writer); the other backs off. Barriers make the race happen (both check before
+    either writes, both writes land before either reads back: the settle delay's job), whatever the CPU load."""
+    monkeypatch.setattr(StoreLease, "settle_s", 0.0)
+    both_checked, both_wrote, whole_writes = threading.Barrier(2), threading.Barrier(2), threading.Lock()
+    real_read, real_write, first = run_lease._read, run_lease._write, threading.local()
+
+    def claimant() -> bool:  # the two claiming threads, not the winner's heartbeat thread
+        return threading.current_thread().name.startswith("claim-")
 
     def read_after_both_checked(path):
         got = real_read(path)
-        if not getattr(first_read, "done", False):  # each claimant's existence check sees no lease
-            first_read.done = True
+        if claimant() and not getattr(first, "read", False):  # each claimant's existence check sees no lease
+            first.read = True
             both_checked.wait(timeout=10)
         return got
 
+    def write_then_wait_for_the_other(path, holder):
+        with whole_writes:  # an object store replaces an object whole; two local writers would interleave bytes
+            real_write(path, holder)
+        if claimant() and not getattr(first, "wrote", False):  # the claim
+            first.wrote = True
+            both_wrote.wait(timeout=10)
+
     monkeypatch.setattr(run_lease, "_read", read_after_both_checked)
+    monkeypatch.setattr(run_lease, "_write", write_then_wait_for_the_other)
     results: dict[str, object] = {}
 
     def claim(name: str) -> None:
         results[name] = StoreLease.try_take(str(tmp_path), run_lease.new_holder(name, 60))
 
-    threads = [threading.Thread(target=claim, args=(name,)) for name in ("a", "b")]
+    threads = [threading.Thread(target=claim, args=(name,), name=f"claim-{name}") for name in ("a", "b")]
     for t in threads:
         t.start()
     for t in threads:
