@@ -29,7 +29,7 @@ KEY = ("conversation_id", "unit")
 
 def verdict_figures(joined: pl.DataFrame) -> dict:
     """Flag counts and the verdict's F1 per set (and their mean) from joined rows (`set`, `label`, `verdict`,
-    `outcome`); a missing verdict counts as not flagged."""
+    `outcome`); a missing or `review` verdict counts as not flagged."""
     per_set = {}
     for name in joined["set"].unique(maintain_order=True):
         rows = joined.filter(pl.col("set") == name)
@@ -67,7 +67,12 @@ def main(argv: list[str] | None = None) -> int:
         name, sep, folder = spec.partition("=")
         if not sep or not name or not folder:
             parser.error(f"expected NAME=FOLDER, got {spec!r}")
-        runs[name] = pl.read_parquet(Path(folder) / "joined.parquet")
+        if name in runs:
+            parser.error(f"two runs named {name!r}")
+        joined = Path(folder) / "joined.parquet"
+        if not joined.is_file():
+            parser.error(f"{joined} not found: FOLDER must be a `pipelines.evaluate` output")
+        runs[name] = pl.read_parquet(joined)
     (first, second) = runs.values()
     figures = {name: verdict_figures(joined) for name, joined in runs.items()}
     figures["agreement"] = agreement(first, second)

@@ -50,3 +50,7 @@ def test_agreement_joins_on_the_unit(tmp_path):
     assert set(figures) == {"head", "lora", "agreement"} and figures["lora"]["verdict_unsafe"] == 0
     with pytest.raises(SystemExit):
         main([str(tmp_path / "one"), f"lora={tmp_path / 'two'}"])
+    with pytest.raises(SystemExit):  # one name twice
+        main([f"head={tmp_path / 'one'}", f"head={tmp_path / 'two'}"])
+    with pytest.raises(SystemExit):  # not an evaluation folder
+        main([f"head={tmp_path / 'one'}", f"lora={tmp_path}"])
