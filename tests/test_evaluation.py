@@ -231,6 +231,24 @@ def test_set_metrics_counts_unparsed_as_wrong_and_can_drop_them() -> None:
     assert m["auroc"] == 1.0 and m["auroc_n"] == 2 and m["mean_completion_tokens"] == 10
 
 
+def test_set_metrics_scores_the_jobs_verdict_apart_from_the_written_answer() -> None:
+    rows = [
+        {**_row("unsafe", "unsafe", 0.4), "verdict": "safe"},  # wrote unsafe, P(unsafe) under the threshold
+        {**_row("unsafe", "unsafe", 0.9), "verdict": "unsafe"},
+        {**_row("safe", "safe", 0.55), "verdict": "review"},  # a review is not a flag
+        {**_row("unsafe", "parse_error"), "verdict": "review"},
+    ]
+    m = evaluate.set_metrics(rows)
+    assert m["f1"] == pytest.approx(2 * 2 / (2 * 2 + 0 + 1))  # the written answers: 2 of 3 unsafe found
+    assert m["f1_verdict"] == pytest.approx(2 * 1 / (2 * 1 + 0 + 2))  # the decisions: 1 of 3
+    run = {"model": "m", "run_id": "r", "template_version": "t", "job_argv": [], "limit": 4, "seed": 0, "units": 4,
+           "dead_letters": {}, "wall_s": 1.0}  # fmt: skip
+    info = {"level": "prompt", "source": "src", "labels": "gold", "units": 4, "wall_share_s": 1.0}
+    table = evaluate.render_markdown({"run": run, "macro_f1": m["f1"], "sets": {"s": m | info}, "notes": []})
+    header, _, row = table.split("\n")[7:10]
+    assert header.split(" | ")[8] == "F1 (verdict)" and row.split(" | ")[8] == "0.500"
+
+
 def test_set_metrics_all_safe_and_all_unsafe() -> None:
     all_safe = evaluate.set_metrics([_row("safe", "safe", 0.1), _row("safe", "unsafe", 0.7)])
     assert all_safe["f1"] is None and all_safe["auroc"] is None

@@ -53,7 +53,8 @@ VERDICT_COLUMNS = (
 )
 NOTES = (
     "Answers are the `outcome` column (the model's own answer: safe/unsafe/parse_error/truncated), not `verdict` "
-    "(the decision after the P(unsafe) threshold and the tenant's on_parse_error rule).",
+    "(the decision after the P(unsafe) threshold and the tenant's on_parse_error rule); "
+    "'F1 (verdict)' counts the job's decision (`verdict` = unsafe; review and missing count as not flagged).",
     "P/R/F1/Acc count a parse_error, truncated or missing (dead-lettered) answer as wrong; "
     "'F1 (unparsed dropped)' leaves those items out, as the RSafe authors do.",
     "Rates are over the n sampled items. AUROC uses p_unsafe where present.",
@@ -140,6 +141,7 @@ def set_metrics(rows: list[dict]) -> dict:
         "f1": scores.f1(c),
         "accuracy": scores.accuracy(c),
         "f1_unparsed_dropped": scores.f1(c_kept),
+        "f1_verdict": scores.f1(scores.confusion(gold, [r["verdict"] == "unsafe" for r in rows])),
         "n_unparsed_dropped": n - len(kept),
         "auroc": scores.auroc([g for g, _ in scored], [s for _, s in scored]),
         "auroc_n": len(scored),
@@ -183,7 +185,7 @@ def _reasons(result: dict, c: scores.Confusion, scored: list[tuple[bool, float]]
     if result["precision"] is None:
         reasons["precision"] = "nothing predicted unsafe"
     if not c.positives:
-        reasons["recall"] = reasons["f1"] = "no unsafe item in the sample (all safe)"
+        reasons["recall"] = reasons["f1"] = reasons["f1_verdict"] = "no unsafe item in the sample (all safe)"
     if result["f1_unparsed_dropped"] is None:
         reasons["f1_unparsed_dropped"] = "no unsafe item among the parsed answers"
     if result["auroc"] is None:
@@ -284,13 +286,14 @@ def render_markdown(report: dict) -> str:
         f" dead letters {run['dead_letters'] or 'none'}",
         f"- wall time of the run: {run['wall_s']:.1f} s; macro F1 over sets where defined: {_num(report['macro_f1'])}",
         "",
-        "| set | level | n | unsafe/safe | P | R | F1 | F1 (unparsed dropped) | Acc | AUROC | parse err | trunc "
-        "| missing | forced | input cut | mean compl. tok | units | wall share (s) |",
-        "|" + "---|" * 18,
+        "| set | level | n | unsafe/safe | P | R | F1 | F1 (unparsed dropped) | F1 (verdict) | Acc | AUROC | parse err "
+        "| trunc | missing | forced | input cut | mean compl. tok | units | wall share (s) |",
+        "|" + "---|" * 19,
     ]
     for name, m in report["sets"].items():
         cells = [name, m["level"], m["n"], f"{m['unsafe']}/{m['safe']}"]
-        cells += [_num(m[k]) for k in ("precision", "recall", "f1", "f1_unparsed_dropped", "accuracy", "auroc")]
+        f1s = ("f1", "f1_unparsed_dropped", "f1_verdict")
+        cells += [_num(m[k]) for k in ("precision", "recall", *f1s, "accuracy", "auroc")]
         cells += [_pct(m[k]) for k in ("parse_error_rate", "truncation_rate", "missing_rate", "forced_rate")]
         cells += [
             _pct(m["input_cut_rate"]),
