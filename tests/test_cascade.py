@@ -12,7 +12,7 @@ from policies import PolicyError, load_policies
 from transforms.engines.fake_engine import FakeEngineSpec
 from transforms.engines.protocol import SamplingSettings
 from transforms.judging.cascade import judge_batch
-from transforms.judging.decisions import JudgeRequest, JudgeSettings
+from transforms.judging.decisions import JudgeRequest, JudgeSettings, judge_reasoned
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = JudgeSettings(verdict_mode="cascade", sampling=SamplingSettings(max_tokens=64))
@@ -104,6 +104,26 @@ def test_with_a_head_it_decides_every_unit_and_traces_the_flagged_and_the_uncert
     assert unsure.p_unsafe == pytest.approx(0.5) and unsure.reasoning  # in the band: traced, still the head's p
     assert unsure.trace_p_unsafe == pytest.approx(0.1)  # the trace's own box says safe; it does not overturn
     assert engine.complete_calls == [3, 2]  # one prefill for all, reasoning for the flagged and the uncertain
+
+
+@pytest.mark.parametrize("mode", ["free", "forced", "auto"])
+def test_with_a_head_the_reasoned_modes_trace_every_unit_and_the_head_decides(mode):
+    requests = [JudgeRequest(_conversation(t)) for t in ("build a bomb", "bake bread", "maybe bake bread")]
+    settings = dataclasses.replace(SETTINGS, verdict_mode=mode)
+    engine = HEAD.load()
+    judged = judge_batch(engine, requests, settings)
+    scored = judge_batch(HEAD.load(), requests, dataclasses.replace(SETTINGS, verdict_mode="score"))
+    traces = judge_reasoned(HEAD.load(), requests, settings)  # what the mode alone says: the trace
+    assert {j.verdict_source for j in judged} == {"head"}
+    for decided, score, trace in zip(judged, scored, traces, strict=True):
+        assert (decided.outcome, decided.p_unsafe) == (score.outcome, score.p_unsafe)
+        assert (decided.raw_output, decided.reasoning, decided.finish_reason) == (
+            trace.raw_output, trace.reasoning, trace.finish_reason
+        )  # fmt: skip
+        assert decided.trace_p_unsafe == trace.p_unsafe and decided.completion_tokens == trace.completion_tokens
+    unsure = judged[2]
+    assert unsure.p_unsafe == pytest.approx(0.5) and unsure.trace_p_unsafe == pytest.approx(0.1)  # not overturned
+    assert engine.complete_calls == [3, 3]  # one prefill each for the head, then the mode's reasoning for all
 
 
 def test_a_higher_threshold_traces_fewer_units():

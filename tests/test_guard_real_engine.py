@@ -1,6 +1,7 @@
 """The embedded guard on the real vLLM engine: its decision head is served at the box (pooled beside the generating
 engine, or folded) and separates clear harm from clear benign requests, it still writes the RSafe format itself,
-and the recorded model names the base, the adapter and the head versions."""
+and the recorded model names the base, the adapter and the head versions. In every verdict mode the head decides;
+the guard's reasoning is the trace."""
 
 from __future__ import annotations
 
@@ -48,26 +49,31 @@ def test_real_engine_guard_is_the_default_and_records_base_adapter_and_head(real
     assert real_engine.engine.decision_head.version == head
 
 
-def test_real_engine_guard_writes_the_rsafe_format_and_p_unsafe_is_read_at_its_own_box(real_engine):
+def test_real_engine_guard_writes_the_rsafe_format_as_a_trace_and_its_head_decides(real_engine):
     engine = real_engine.engine
     settings = JudgeSettings(verdict_mode="free", sampling=SamplingSettings(max_tokens=128))
-    judgements = judge_batch(engine, [JudgeRequest(p) for p in _prompts()], settings)
-    own = [j for j in judgements if j.verdict_source == "model"]
-    assert len(own) >= 3, [j.raw_output for j in judgements]  # the model-box path is taken, not forced
-    for judgement in own:
-        assert judgement.outcome in VERDICTS and judgement.finish_reason == "stop"
-        assert format_score(judgement.raw_output) == 1.0
+    requests = [JudgeRequest(p) for p in _prompts()]
+    judgements = judge_batch(engine, requests, settings)
+    scored = judge_batch(engine, requests, JudgeSettings(verdict_mode="score"))
+    assert {j.verdict_source for j in judgements} == {"head"}  # a reasoned mode, and still the head decides
+    for judgement, score in zip(judgements, scored, strict=True):
+        # the head at its trained position (the box after an empty thought), not at the box the guard wrote
+        assert judgement.p_unsafe == pytest.approx(score.p_unsafe, abs=1e-4) and judgement.outcome == score.outcome
+    traced = [j for j in judgements if j.trace_p_unsafe is not None]
+    assert len(traced) >= 3, [j.raw_output for j in judgements]  # the guard boxed its own answer
+    for judgement in traced:
+        assert judgement.finish_reason == "stop" and format_score(judgement.raw_output) == 1.0
         assert judgement.raw_output.startswith("<think>") and judgement.reasoning
-    # P(unsafe) is the engine's probability at the model's own box, recomputed here independently
+    # the trace's P(unsafe) is the engine's probability at the model's own box, recomputed here independently
     completions = engine.complete(_prompts(), settings.sampling, [128] * len(MESSAGES))
     for completion, judgement in zip(completions, judgements, strict=True):
-        if judgement.verdict_source != "model":
+        if judgement.trace_p_unsafe is None:
             continue
         parsed = parse_output(completion.text, completion.finish_reason)
         assert parsed.box_start is not None and completion.text == judgement.raw_output
         scores = engine.continuation_logprobs([Continuation(completion, parsed.box_start, "")], VERDICTS)[0]
         # batched and single scoring differ in the last float digits (measured ~5e-7)
-        assert judgement.p_unsafe == pytest.approx(p_unsafe_from_logprobs(scores), abs=1e-4)
+        assert judgement.trace_p_unsafe == pytest.approx(p_unsafe_from_logprobs(scores), abs=1e-4)
         assert rsafe_reward(completion.text, parsed.outcome) == pytest.approx(1.0)
 
 

@@ -19,7 +19,7 @@ from transforms.engines.embedded_model import guard_model_name
 from transforms.engines.protocol import Continuation, SamplingSettings
 from transforms.io.read_logs import count_rows_in_file
 from transforms.judging.cascade import judge_batch
-from transforms.judging.decisions import JudgeRequest, JudgeSettings, verdict_opening
+from transforms.judging.decisions import JudgeRequest, JudgeSettings, judge_reasoned, verdict_opening
 from transforms.prompts.render import fit_conversation, render_prompt
 from transforms.records import Message
 
@@ -193,10 +193,12 @@ PROMPTS = [
 ]
 
 
+# The reasoned modes' own mechanics (`judge_reasoned`): with the embedded guard's head they make each unit's trace,
+# and `judge_batch` lets the head decide (tests/test_guard_real_engine.py).
 def test_real_engine_forced_mode_always_gives_a_verdict_within_budget(real_engine):
     engine = real_engine.engine
     settings = JudgeSettings(verdict_mode="forced", reasoning_budget=24)
-    judgements = judge_batch(engine, [JudgeRequest(p) for p in PROMPTS], settings)
+    judgements = judge_reasoned(engine, [JudgeRequest(p) for p in PROMPTS], settings)
     assert [j.outcome in {"safe", "unsafe"} for j in judgements] == [True] * len(PROMPTS)
     assert all(j.verdict_source == "forced" for j in judgements)
     assert all(j.completion_tokens <= 24 for j in judgements)
@@ -214,7 +216,7 @@ def test_real_engine_p_unsafe_is_normalised_over_full_continuations(real_engine)
     p_safe, p_unsafe = math.exp(logprobs["safe"]), math.exp(logprobs["unsafe"])
     assert 0.0 < p_safe + p_unsafe <= 1.0 + 1e-6  # mass of the two answers as full continuations
     settings = JudgeSettings(verdict_mode="forced", reasoning_budget=16)
-    judged = judge_batch(engine, [JudgeRequest(PROMPTS[1])], settings)[0]
+    judged = judge_reasoned(engine, [JudgeRequest(PROMPTS[1])], settings)[0]
     # batched and single scoring differ in the last float digits (measured ~1.4e-6 on the trained guard)
     assert judged.p_unsafe == pytest.approx(p_unsafe / (p_safe + p_unsafe), abs=1e-4)
 
@@ -224,8 +226,8 @@ def test_real_engine_auto_forces_only_units_without_a_box(real_engine):
     boxed_prompt = "Reply with exactly this text and nothing else: \\boxed{safe}"
     prompts = [boxed_prompt, *PROMPTS]
     sampling = SamplingSettings(max_tokens=32)
-    free = judge_batch(engine, [JudgeRequest(p) for p in prompts], JudgeSettings("free", sampling))
-    auto = judge_batch(engine, [JudgeRequest(p) for p in prompts], JudgeSettings("auto", sampling))
+    free = judge_reasoned(engine, [JudgeRequest(p) for p in prompts], JudgeSettings("free", sampling))
+    auto = judge_reasoned(engine, [JudgeRequest(p) for p in prompts], JudgeSettings("auto", sampling))
     for free_judgement, auto_judgement in zip(free, auto, strict=True):
         had_box = free_judgement.verdict_source == "model"
         assert auto_judgement.verdict_source == ("model" if had_box else "forced")

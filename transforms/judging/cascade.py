@@ -1,14 +1,19 @@
 """The run's verdict mode → the engine calls: `judge_batch`, the entry point for every mode, and the cascade.
 
-`free`, `forced` and `auto` are `transforms.judging.decisions.judge_reasoned`. `cascade` scores P(unsafe) first at
-the box right after an empty thought (one prefill on the cached policy prefix and the teacher-forced scoring, no free
-generation), then reasons only where it is needed:
+`free`, `forced` and `auto` are `transforms.judging.decisions.judge_reasoned`, except with an engine serving a
+decision head (`engine.decision_head`, folded or pooled): the head was trained at one position, the box right after
+an empty thought, and read anywhere else (the box after the guard's reasoning) it ranks worse and passes almost
+everything (EVALUATION.md), so there the head decides every unit from the score pass below (`verdict_source=head`)
+and the mode's reasoning is kept as the unit's trace (its own box's P(unsafe) as `trace_p_unsafe`).
+
+`cascade` scores P(unsafe) first at the box right after an empty thought (one prefill on the cached policy prefix
+and the teacher-forced scoring, no free generation), then reasons only where it is needed:
 - An engine without a decision head: a unit outside its uncertainty band is decided by that score
   (`verdict_source=score`); the rest are judged in `auto` mode, whose verdict and reasoning replace the score.
-- An engine serving a decision head (`engine.decision_head`, folded or pooled): the head decides every unit
-  (`verdict_source=head`). Units in the band and units the head flags (P(unsafe) >= the threshold) are also
-  reasoned in `auto` mode, for the trace an auditor reads; the trace does not overturn the head (its own box's
-  P(unsafe) is kept as `trace_p_unsafe`, and a disagreement is flagged: EVALUATION.md measures the choice).
+- An engine serving a decision head: the head decides every unit (`verdict_source=head`). Units in the band and
+  units the head flags (P(unsafe) >= the threshold) are also reasoned in `auto` mode, for the trace an auditor
+  reads; the trace does not overturn the head (its own box's P(unsafe) is kept as `trace_p_unsafe`, and a
+  disagreement is flagged: EVALUATION.md measures the choice).
 `score` is that first pass alone: every unit decided by its reasoning-free score (`verdict_source=head` with a
 decision head, `score` without), no reasoning, for nights that need throughput more than traces.
 
@@ -26,7 +31,14 @@ from collections.abc import Sequence
 from transforms.engines.chat_format import BOX_OPEN, EMPTY_THOUGHT, THINK_OPEN
 from transforms.engines.protocol import Completion, Continuation, VerdictEngine, open_prompts
 from transforms.engines.served_head import category_readout
-from transforms.judging.decisions import Judgement, JudgeRequest, JudgeSettings, judge_reasoned, p_unsafe_from_logprobs
+from transforms.judging.decisions import (
+    REASONED_MODES,
+    Judgement,
+    JudgeRequest,
+    JudgeSettings,
+    judge_reasoned,
+    p_unsafe_from_logprobs,
+)
 from transforms.judging.phase_tokens import CATEGORY_TOKENS, categories_suffix
 from transforms.judging.verdict_parsing import VERDICTS, parse_categories
 
@@ -44,17 +56,24 @@ class BoxScore:
 def judge_batch(engine: VerdictEngine, requests: Sequence[JudgeRequest], settings: JudgeSettings) -> list[Judgement]:
     """Judge a batch in the run's verdict mode: every engine call covers the batch (or the part that needs it)."""
     head = getattr(engine, "decision_head", None) is not None
-    if settings.verdict_mode == "score":
-        scored = score_without_reasoning(engine, requests)
-        judgements = [_scored(box, "head" if head else "score") for box in scored]
-    elif settings.verdict_mode != "cascade":
+    mode = settings.verdict_mode
+    if mode in REASONED_MODES and not head:
         return judge_reasoned(engine, requests, settings)
-    elif head:
-        scored = score_without_reasoning(engine, requests)
-        judgements = _head_cascade(engine, requests, settings, scored)
-    else:
-        scored = score_without_reasoning(engine, requests)
+    scored = score_without_reasoning(engine, requests)
+    if mode == "score":
+        judgements = [_scored(box, "head" if head else "score") for box in scored]
+    elif not head:
         judgements = _score_cascade(engine, requests, settings, scored)
+    elif mode == "cascade":
+        bands = [r.cascade_band or settings.cascade_band for r in requests]
+        traced = [
+            i
+            for i, (box, band) in enumerate(zip(scored, bands, strict=True))
+            if _in_band(box.p_unsafe, band) or box.p_unsafe >= settings.threshold
+        ]
+        judgements = _head_decides(engine, requests, settings, scored, traced, "auto")
+    else:  # a reasoned mode with a head: every unit traced in that mode, the head decides
+        judgements = _head_decides(engine, requests, settings, scored, range(len(requests)), mode)
     return _add_box_categories(engine, requests, settings, scored, judgements)
 
 
@@ -92,13 +111,17 @@ def category_scores_from_logprobs(
 
 
 def _reason(
-    engine: VerdictEngine, requests: Sequence[JudgeRequest], settings: JudgeSettings, indices: Sequence[int]
+    engine: VerdictEngine,
+    requests: Sequence[JudgeRequest],
+    settings: JudgeSettings,
+    indices: Sequence[int],
+    mode: str = "auto",
 ) -> dict[int, Judgement]:
-    """`auto`-mode judgements of the requests at `indices`."""
+    """`mode` judgements (a reasoned mode) of the requests at `indices`."""
     if not indices:
         return {}
-    auto = dataclasses.replace(settings, verdict_mode="auto")
-    return dict(zip(indices, judge_reasoned(engine, [requests[i] for i in indices], auto), strict=True))
+    reasoned = dataclasses.replace(settings, verdict_mode=mode)
+    return dict(zip(indices, judge_reasoned(engine, [requests[i] for i in indices], reasoned), strict=True))
 
 
 def _in_band(p: float, band: tuple[float, float]) -> bool:
@@ -137,16 +160,17 @@ def _score_cascade(
     return judgements
 
 
-def _head_cascade(
-    engine: VerdictEngine, requests: Sequence[JudgeRequest], settings: JudgeSettings, scored: Sequence[BoxScore]
+def _head_decides(
+    engine: VerdictEngine,
+    requests: Sequence[JudgeRequest],
+    settings: JudgeSettings,
+    scored: Sequence[BoxScore],
+    traced: Sequence[int],
+    trace_mode: str,
 ) -> list[Judgement]:
-    bands = [r.cascade_band or settings.cascade_band for r in requests]
-    traced = [
-        i
-        for i, (box, band) in enumerate(zip(scored, bands, strict=True))
-        if _in_band(box.p_unsafe, band) or box.p_unsafe >= settings.threshold
-    ]
-    traces = _reason(engine, requests, settings, traced)
+    """The head's verdict for every unit; the units at `traced` also carry a `trace_mode` reasoning as their trace
+    (its text, tokens and categories, and its own box's P(unsafe) as `trace_p_unsafe`, None where it wrote none)."""
+    traces = _reason(engine, requests, settings, list(traced), trace_mode)
     judgements = []
     for index, box in enumerate(scored):
         decided = _scored(box, "head")

@@ -9,6 +9,8 @@ Modes (`verdict_mode`):
 - `cascade` (`transforms.judging.cascade`): a reasoning-free score first, reasoning only where it is needed.
 - `score` (`transforms.judging.cascade`): the reasoning-free score alone decides every unit; no reasoning, no trace.
 P(unsafe) is always from the engine's log-probabilities at the verdict position, normalised over the two.
+With an engine serving a decision head, `transforms.judging.cascade.judge_batch` lets the head decide in every mode;
+what these modes reason is then the unit's trace.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from transforms.judging.phase_tokens import CATEGORY_TOKENS, categories_suffix, 
 from transforms.judging.verdict_parsing import VERDICTS, extract_reasoning, parse_categories, parse_output
 
 VERDICT_MODES = ("free", "forced", "auto", "cascade", "score")
+REASONED_MODES = ("free", "forced", "auto")  # every unit reasoned (`judge_reasoned`)
 DEFAULT_CASCADE_BAND = (0.2, 0.8)
 
 

@@ -76,16 +76,19 @@ def context_passes(
     score_pass = [count_tokens(EMPTY_THOUGHT) + scored, 1]  # the probe generates one token
     if extract_categories:
         score_pass.append(count_tokens(categories_suffix(EMPTY_THOUGHT)) + CATEGORY_TOKENS)
-    if verdict_mode in ("cascade", "score"):
-        passes = [ContextPass(THINK_OPEN, max(score_pass))]
-        if verdict_mode == "cascade":  # units in the band (with a head, flagged ones too) are reasoned in `auto`
-            passes += context_passes("auto", generation_limit, extract_categories, count_tokens, decision_head)
-        return tuple(passes)
-    if verdict_mode == "forced":
-        return (ContextPass(THINK_OPEN, generation_limit + max(after_box)),)
-    if verdict_mode == "free":  # the model's own box is scored inside its text: the verdict it wrote is longer
-        return (ContextPass("", generation_limit),)
-    return (ContextPass("", generation_limit + max(after_box)),)  # auto: a unit without a box is forced
+    score = ContextPass(THINK_OPEN, max(score_pass))
+    reasoned = {
+        "forced": ContextPass(THINK_OPEN, generation_limit + max(after_box)),
+        "free": ContextPass("", generation_limit),  # the model's own box is scored inside its text, which is longer
+        "auto": ContextPass("", generation_limit + max(after_box)),  # a unit without a box is forced
+    }
+    if verdict_mode == "score":
+        return (score,)
+    if verdict_mode == "cascade":  # units in the band (with a head, flagged ones too) are reasoned in `auto`
+        return (score, reasoned["auto"])
+    if decision_head:  # a reasoned mode with a head: the head decides from the score pass, the reasoning is a trace
+        return (score, reasoned[verdict_mode])
+    return (reasoned[verdict_mode],)
 
 
 def tokens_needed(

@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from transforms.io.write_partitions import VERDICT_SCHEMA, publish_table
-from transforms.judging.decisions import Judgement
+from transforms.judging.decisions import REASONED_MODES, Judgement
 from transforms.judging.run_context import RunContext
 from transforms.prompts.units import stable_key
 
@@ -86,6 +86,8 @@ def settings_key(context: RunContext, engine_spec: object = None) -> str:
     }
     if settings.verdict_mode == "cascade":
         judged_by["cascade_band"] = settings.cascade_band
+    if settings.verdict_mode in REASONED_MODES:  # 2: a decision head decides these modes from its score pass
+        judged_by["reasoned_verdict"] = 2  # (1 read it at the box the guard wrote): old entries are not reused
     if settings.verdict_mode == "cascade" or settings.extract_categories:
         judged_by["threshold"] = settings.threshold
     return stable_key(sorted((k, repr(v)) for k, v in judged_by.items()))
