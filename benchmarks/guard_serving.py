@@ -3,11 +3,11 @@
     .venv/bin/python benchmarks/guard_serving.py [--n 96] [--max-tokens 256] [--out FILE.json]
 
 The same N benchmark prompts (held-out sets, prompt and response level, rendered by the job under the eval
-policies) go through `cascade.judge_batch` in the default `auto` mode, one batch, greedy, on each variant in its own
-subprocess (engine start timed apart): (1) the untrained base, (2) the trained guard merged into one folder (what
-the job serves), (3) the base with the committed adapter loaded by vLLM (`enable_lora` + `LoRARequest`). Reported:
-wall and CPU seconds per unit, generated tokens per unit, share of units answered with the model's own box,
-share forced. Decides merged vs LoRA serving (the faster one is the default).
+policies) go through `decisions.judge_reasoned` in `auto` mode (the model's own box), one batch, greedy, on each
+variant in its own subprocess (engine start timed apart): (1) the untrained base, (2) the trained guard merged into
+one folder (what the job serves), (3) the base with the committed adapter loaded by vLLM (`enable_lora` +
+`LoRARequest`). Reported: wall and CPU seconds per unit, generated tokens per unit, share of units answered with the
+model's own box, share forced. Decides merged vs LoRA serving (the faster one is the default).
 """
 
 from __future__ import annotations
@@ -65,8 +65,7 @@ def run_variant(variant: str, n: int, max_tokens: int) -> dict:
     from transforms.engines.embedded_model import GUARD_ADAPTER_DIR, ensure_embedded_guard, ensure_embedded_model
     from transforms.engines.protocol import SamplingSettings
     from transforms.engines.vllm_engine import VllmEngine, VllmEngineSpec
-    from transforms.judging.cascade import judge_batch
-    from transforms.judging.decisions import JudgeRequest, JudgeSettings
+    from transforms.judging.decisions import JudgeRequest, JudgeSettings, judge_reasoned
 
     prompts = benchmark_prompts(n)
     started = time.perf_counter()
@@ -98,7 +97,7 @@ def run_variant(variant: str, n: int, max_tokens: int) -> dict:
     requests = [JudgeRequest(p) for p in prompts]
     with common.Stopwatch() as sw:
         cpu0 = common.tree_cpu_seconds()
-        judgements = judge_batch(engine, requests, settings)
+        judgements = judge_reasoned(engine, requests, settings)
         cpu = common.tree_cpu_seconds() - cpu0
     units = len(judgements)
     return {

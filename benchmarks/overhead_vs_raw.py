@@ -7,7 +7,8 @@ on its own) and shared, as the pipeline's DoFns share it, by the measurements, e
   (a)  raw: the pipeline's prompts (same reader, policies, rendering, de-duplication by content key), chat-templated
        and sent to `LLM.generate` in ONE call, max_tokens N, temperature 0;
   (a') raw + scoring: the same prompts through `cascade.judge_batch` in one batch (the free-mode work the job does:
-       generation plus the P(unsafe) scoring pass on each boxed answer), still without Beam;
+       generation plus the P(unsafe) scoring pass on each boxed answer, and with the embedded guard's decision head
+       its score pass), still without Beam;
   (a'') (a) in the job's engine calls (its batcher: full calls of one policy, then the tail in policy order);
   (b)  the whole job on the FnApiRunner, Parquet in → partitions out, `--verdict-mode free --max-tokens N`.
 (a) and (b) alternate `--repeat` times and the fastest of each counts (other work shares the machine). Also
@@ -23,10 +24,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import common
+
+if TYPE_CHECKING:
+    from transforms.judging.decisions import Judgement
 
 TARGET_RATIO = 1.10
 
@@ -62,6 +67,12 @@ class _Measure:
 
     def as_dict(self) -> dict:
         return {"wall_s": self.wall, "cpu_s": self.cpu, "this_process_cpu_s": self.own, "load": self.load}
+
+
+def _read_own_box(judgement: Judgement) -> bool:
+    """The model's own box was read: its P(unsafe), or, where a decision head decided, its trace's."""
+    own = judgement.trace_p_unsafe if judgement.verdict_source == "head" else judgement.p_unsafe
+    return own is not None
 
 
 def main(argv=None) -> dict:
@@ -152,7 +163,7 @@ def main(argv=None) -> dict:
         unique_prompts=len(prompts),
         prompt_tokens=sum(len(o.prompt_token_ids) for o in outputs),
         raw_completion_tokens=sum(len(o.outputs[0].token_ids) for o in outputs),
-        boxed_answers=sum(j.verdict_source == "model" for j in judgements),
+        boxed_answers=sum(_read_own_box(j) for j in judgements),
         verdicts_written=len(rows),
         engine_start_s=round(start_s, 2),
         raw_runs=raw_runs,

@@ -17,8 +17,7 @@ from pipelines.evaluation import scores
 from training.dataset import read_split, write_split
 from training.rewards import format_score, rsafe_reward
 from transforms.engines.protocol import SamplingSettings
-from transforms.judging.cascade import judge_batch
-from transforms.judging.decisions import JudgeRequest, JudgeSettings
+from transforms.judging.decisions import JudgeRequest, JudgeSettings, judge_reasoned
 
 BATCH = 64
 
@@ -43,7 +42,8 @@ def score_records(records: list[dict], outputs: list[tuple[str, str, float | Non
 
 
 def judge_records(model_dir: str, records: list[dict], max_tokens: int) -> list[tuple[str, str, float | None]]:
-    """(raw output, outcome, P(unsafe)) of each record's served prompt, free mode, greedy, real vLLM engine."""
+    """(raw output, outcome, P(unsafe)) of each record's served prompt, free mode (the model's own answer, a head or
+    not), greedy, real vLLM engine."""
     from transforms.engines.vllm_engine import VllmEngineSpec
 
     engine = VllmEngineSpec(model=model_dir, dtype="float32", max_model_len=4096).load()
@@ -51,7 +51,7 @@ def judge_records(model_dir: str, records: list[dict], max_tokens: int) -> list[
     outputs = []
     for start in range(0, len(records), BATCH):
         requests = [JudgeRequest(r["user_message"]) for r in records[start : start + BATCH]]
-        outputs += [(j.raw_output, j.outcome, j.p_unsafe) for j in judge_batch(engine, requests, settings)]
+        outputs += [(j.raw_output, j.outcome, j.p_unsafe) for j in judge_reasoned(engine, requests, settings)]
     return outputs
 
 
