@@ -63,9 +63,12 @@ def test_real_engine_fanned_out_verdicts_equal_a_fresh_judgement(nights):
     night = rows_by_conversation(root / "out-1")
     again = rows_by_conversation(root / "out-fresh")
     assert fresh.status == "succeeded" and again
+    exact = [c for c in JUDGED if c != "p_unsafe"]
     for key, row in again.items():
         assert not row["deduplicated"] and not row["from_cache"]
-        assert {c: row[c] for c in JUDGED} == {c: night[key][c] for c in JUDGED}, key
+        assert {c: row[c] for c in exact} == {c: night[key][c] for c in exact}, key
+        # judged afresh in another batch: the engine's float sums may differ in the last digits
+        assert row["p_unsafe"] == pytest.approx(night[key]["p_unsafe"], abs=1e-4), key
 
 
 def test_real_engine_next_night_takes_every_unit_from_the_cache(nights):

@@ -20,7 +20,7 @@ from transforms.engines.embedded_model import (
 )
 from transforms.engines.protocol import Continuation, SamplingSettings
 from transforms.judging.cascade import judge_batch
-from transforms.judging.decisions import JudgeRequest, JudgeSettings, p_unsafe_from_logprobs
+from transforms.judging.decisions import JudgeRequest, JudgeSettings, judge_reasoned, p_unsafe_from_logprobs
 from transforms.judging.verdict_parsing import VERDICTS, parse_output
 from transforms.prompts.render import render_prompt
 from transforms.records import Message
@@ -148,12 +148,17 @@ def test_real_engine_cascade_with_the_head_traces_the_flagged_and_the_uncertain(
     assert alone == pytest.approx(scored[0], abs=1e-4)
     sampling = SamplingSettings(max_tokens=128)
     everything = JudgeSettings(verdict_mode="cascade", sampling=sampling, cascade_band=(0.0, 1.0))
-    auto = judge_batch(engine, requests, JudgeSettings(verdict_mode="auto", sampling=sampling))
+    auto_settings = JudgeSettings(verdict_mode="auto", sampling=sampling)
+    auto = judge_reasoned(engine, requests, auto_settings)  # the mode's reasoning alone, its box read by the head
     traced = judge_batch(engine, requests, everything)
     assert [j.raw_output for j in traced] == [j.raw_output for j in auto]
     assert [j.trace_p_unsafe for j in traced] == pytest.approx([j.p_unsafe for j in auto], abs=1e-4)
     assert {j.verdict_source for j in traced} == {"head"}
     assert [j.p_unsafe for j in traced] == pytest.approx(scored, abs=1e-4)
+    # `auto` mode with a head is that cascade: the head decides, every unit carries its trace
+    decided_in_auto = judge_batch(engine, requests, auto_settings)
+    assert [(j.verdict_source, j.raw_output) for j in decided_in_auto] == [("head", j.raw_output) for j in traced]
+    assert [j.p_unsafe for j in decided_in_auto] == pytest.approx(scored, abs=1e-4)
     nothing = JudgeSettings(verdict_mode="cascade", sampling=sampling, cascade_band=(2e-9, 2e-9), threshold=1.0)
     decided = judge_batch(engine, requests, nothing)
     assert [j.verdict_source for j in decided] == ["head"] * len(requests)
