@@ -52,7 +52,8 @@ VERDICT_COLUMNS = (
     "truncated_input",
 )
 NOTES = (
-    "Answers are the `outcome` column (the model's own answer: safe/unsafe/parse_error/truncated), not `verdict` "
+    "Answers are the `outcome` column (the decision head's where one decided, else the model's own answer: "
+    "safe/unsafe/parse_error/truncated), not `verdict` "
     "(the decision after the P(unsafe) threshold and the tenant's on_parse_error rule); "
     "'F1 (verdict)' counts the job's decision (`verdict` = unsafe; review and missing count as not flagged).",
     "P/R/F1/Acc count a parse_error, truncated or missing (dead-lettered) answer as wrong; "
