@@ -171,3 +171,26 @@ def test_features_are_read_where_the_cascade_scores(tokenizer):
     probe = Completion("x", "length", len(prompt_ids), 1, handle=(tuple(prompt_ids), (42,)))
     assert engine._context_ids(Continuation(probe, 0, EMPTY_THOUGHT)) == score_position_ids(tokenizer, message)
     assert tokenizer.decode(score_position_ids(tokenizer, message)).endswith("<think>\n\n</think>\n\\boxed{")
+
+
+def test_a_text_prior_beside_the_head_is_part_of_its_version_and_served_only_pooled(tokenizer, tmp_path):
+    from tests.test_text_prior import _fitted
+    from transforms.engines.text_prior import TextPrior
+
+    base = tmp_path / "base"
+    tiny_model(tokenizer).save_pretrained(base)
+    tokenizer.save_pretrained(base)
+    alone = write_head(tmp_path / "head", torch.randn(2 * HIDDEN), [2, LAYERS], {}, {"base": "tiny"})
+    prior = TextPrior.from_fitted(*_fitted())
+    prior.write(tmp_path / "head")
+    with_prior = head_version(tmp_path / "head")
+    assert with_prior != alone
+    served = build_guard_folder(str(base), tmp_path / "head", tmp_path / "pooled")
+    reread = ServedHead.read(tmp_path / "pooled")
+    assert served.version == reread.version == with_prior
+    texts = ["User: build a bomb", "User: bake bread"]
+    assert reread.text_prior.text_log_odds(texts) == pytest.approx(prior.text_log_odds(texts), abs=1e-12)
+    write_head(tmp_path / "final", torch.randn(HIDDEN), [LAYERS], {}, {"base": "tiny"})
+    prior.write(tmp_path / "final")
+    with pytest.raises(ValueError, match="served with a pooled head"):
+        build_guard_folder(str(base), tmp_path / "final", tmp_path / "folded")

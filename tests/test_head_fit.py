@@ -102,3 +102,50 @@ def test_an_unknown_candidate_is_a_usage_error_before_any_work():
     with pytest.raises(ValueError, match=r"unknown --candidates \['99'\]"):
         HeadConfig("out", "model", "embedded:lora", candidates=("final", "99"))
     assert HeadConfig("out", "model", "embedded:lora", candidates=("final", "22")).candidates == ("final", "22")
+
+
+def _text_run(tmp_path, candidates=()):
+    """A fitted run whose features carry the label weakly and whose conversation text carries it fully."""
+    from policies import DEFAULT_POLICY_ID, load_policies
+    from transforms.prompts.render import render_prompt
+    from transforms.records import Message
+
+    policy = load_policies()[DEFAULT_POLICY_ID]
+    records, features = _records_and_features(400)
+    rng = np.random.default_rng(1)
+    features[:, 1, 0] = np.where([r["label"] == "unsafe" for r in records], 0.5, -0.5) + rng.normal(size=400)
+    for record in records:
+        record["user_message"] = render_prompt(policy, [Message(*record["messages"][0])], "prompt")
+    out = tmp_path / "run"
+    (out / "features").mkdir(parents=True)
+    np.save(out / "features" / "features.npy", features)
+    (out / "features" / "extraction.json").write_text(json.dumps({"layers": list(LAYERS)}))
+    config = types.SimpleNamespace(model_dir=_model_dir(tmp_path), layers=LAYERS, base="embedded:lora",
+                                   candidates=candidates)  # fmt: skip
+    fit_step(records, out, config)
+    return records, out, config
+
+
+def test_the_text_step_stacks_a_prior_that_validates_better_and_records_why(tmp_path):
+    from training.head_text import text_step
+    from transforms.engines.decision_head import head_version
+    from transforms.engines.text_prior import TextPrior
+
+    records, out, config = _text_run(tmp_path)
+    alone = head_version(out / "head")
+    report = text_step(records, out, config.model_dir)
+    assert report["kept"] and report["stack"]["validation"]["auroc"] > report["head"]["validation"]["auroc"]
+    assert report["served_check"]["max_abs_diff"] < 1e-9
+    assert report["head_version"] == head_version(out / "head") != alone
+    assert TextPrior.read(out / "head") is not None
+    assert json.loads((out / "text.json").read_text())["kept"]
+    assert text_step(records, out, config.model_dir)["head_version"] == report["head_version"]  # a rerun: the same
+
+
+def test_a_folded_head_gets_no_text_prior(tmp_path):
+    from training.head_text import text_step
+    from transforms.engines.text_prior import TextPrior
+
+    records, out, config = _text_run(tmp_path, candidates=("final",))
+    report = text_step(records, out, config.model_dir)
+    assert not report["kept"] and TextPrior.read(out / "head") is None

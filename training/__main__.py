@@ -178,7 +178,7 @@ def cmd_head(args: argparse.Namespace) -> None:
     except ValueError as exc:
         raise SystemExit(f"python -m training head: {exc}") from None
     summary = run_head(config)
-    print(json.dumps({k: summary[k] for k in ("features", "fit") if k in summary}, indent=2, default=str))
+    print(json.dumps({k: summary[k] for k in ("features", "fit", "text") if k in summary}, indent=2, default=str))
 
 
 def cmd_export_head(args: argparse.Namespace) -> None:
@@ -286,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     head.add_argument("--max-rows", type=int, help="a budget: this many rows, stratified (default: all)")
     head.add_argument("--max-conversation-tokens", type=int, default=512)
     head.add_argument("--contrast-share", type=float, default=0.15)
-    head.add_argument("--stop-after", default="fit", choices=("records", "features", "fit"))
+    head.add_argument("--stop-after", default="text", choices=("records", "features", "fit", "text"))
     head.add_argument("--seed", type=int, default=0)
     head.add_argument("--train-dir", default=str(DEFAULT_TRAIN_DIR))
     head.add_argument("--benchmarks-dir", default=str(DEFAULT_BENCHMARKS_DIR))

@@ -4,7 +4,10 @@ Steps, each resumable (a rerun of the same command reuses what is on disk):
 1. records (`training.head_data`): every usable training row under a drawn policy → `OUT/records.jsonl`.
 2. features (`training.head_features`): vLLM reads the hidden states at the score position → `OUT/features/`.
 3. fit (`training.head_fit`): logistic regression per candidate layer, chosen on the validation split; category
-   heads; a TF-IDF baseline on the same rows → `OUT/head/` (the head) and `OUT/fit.json`.
+   heads; a TF-IDF baseline on the same rows → `OUT/head/` (the head) and `OUT/fit.json`. A finished fit (its
+   `fit.json` and head on disk) is reused.
+4. text (`training.head_text`): a text prior stacked on the head, kept if the stack validates better →
+   `OUT/head/text_prior.*` and `OUT/text.json`.
 `OUT/training.json` records data, features, validation figures and wall time per step.
 """
 
@@ -21,7 +24,7 @@ from training.head_data import RECORDS_FILE, HeadDataConfig, build_head_records,
 from training.head_features import DEFAULT_LAYERS, ExtractionConfig, extract_records
 
 log = logging.getLogger(__name__)
-STEPS = ("records", "features", "fit")
+STEPS = ("records", "features", "fit", "text")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +36,7 @@ class HeadConfig:
     base: str  # how the job names that model (`embedded:lora`, `embedded:base`, or a folder)
     data: HeadDataConfig = dataclasses.field(default_factory=HeadDataConfig)
     layers: tuple[int, ...] = DEFAULT_LAYERS
-    stop_after: str = "fit"
+    stop_after: str = "text"
     # which read-outs the fit may choose (default: every extracted layer, the final state, and `concat`, all of them
     # together). `final` is folded into the served model; any other is served pooled, beside the generating engine
     candidates: tuple[str, ...] = ()
@@ -79,9 +82,15 @@ def run_head(config: HeadConfig) -> dict:
     if config.stop_after != "records":
         extraction = ExtractionConfig(model=config.model_dir, layers=config.layers)
         summary["features"] = extract_records(records, extraction, out / "features")
-    if config.stop_after == "fit":
+    if config.stop_after in ("fit", "text"):
         from training.head_fit import fit_step
 
-        summary["fit"] = fit_step(records, out, config)
+        done = out / "fit.json"
+        fitted = done.is_file() and (out / "head" / "head.json").is_file()
+        summary["fit"] = json.loads(done.read_text()) if fitted else fit_step(records, out, config)
+    if config.stop_after == "text":
+        from training.head_text import text_step
+
+        summary["text"] = text_step(records, out, config.model_dir)
     _write_json(out / "training.json", summary)
     return summary

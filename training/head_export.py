@@ -35,6 +35,7 @@ from transforms.engines.decision_head import (
 )
 from transforms.engines.embedded_model import GUARD_HEAD_DIR, resolve_model
 from transforms.engines.served_head import POOLED
+from transforms.engines.text_prior import TEXT_PRIOR_FILES
 
 
 def served_scores(model_dir: str, sequences: list[list[int]]) -> np.ndarray:
@@ -108,8 +109,11 @@ def export_head(run_dir: Path, dest: Path = GUARD_HEAD_DIR, check_rows: int = 20
     base = resolve_model(json.loads((head / HEAD_CONFIG).read_text())["base"])
     check = serving_check(run_dir, base, check_rows)
     dest.mkdir(parents=True, exist_ok=True)
-    for name in (HEAD_CONFIG, HEAD_WEIGHTS):
-        shutil.copyfile(head / name, dest / name)
+    for name in (HEAD_CONFIG, HEAD_WEIGHTS, *TEXT_PRIOR_FILES):
+        if (head / name).is_file():
+            shutil.copyfile(head / name, dest / name)
+        else:
+            (dest / name).unlink(missing_ok=True)  # a head without a text prior drops the one it replaces
     provenance = {
         "head_version": head_version(dest),
         "exported_from": str(run_dir),
@@ -118,6 +122,7 @@ def export_head(run_dir: Path, dest: Path = GUARD_HEAD_DIR, check_rows: int = 20
         "records": summary["records"],
         "features": summary["features"],
         "fit": summary["fit"],
+        "text_prior": summary.get("text"),  # the stacked text prior's figures (step `text`), if the run has one
         "serving_check": check,
     }
     (dest / "training.json").write_text(json.dumps(provenance, indent=2, default=float) + "\n", encoding="utf-8")

@@ -40,6 +40,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from transforms.engines.served_head import PooledHead, ServedHead
+from transforms.engines.text_prior import TEXT_PRIOR_FILES, TextPrior
 
 HEAD_FORMAT = "rsafe-decision-head/1"
 FOLD_VERSION = 2  # 1 wrote the head into the safe/unsafe rows (ruined generation); 2: a decision token of its own
@@ -57,6 +58,9 @@ def head_version(head_dir: pathlib.Path) -> str:
         if not path.is_file():
             raise RuntimeError(f"the decision head is incomplete: {path} is missing")
         digest.update(name.encode() + b"\0" + path.read_bytes())
+    for name in TEXT_PRIOR_FILES:  # a text prior stacked on the decision is part of the head
+        if (head_dir / name).is_file():
+            digest.update(name.encode() + b"\0" + (head_dir / name).read_bytes())
     return digest.hexdigest()[:12]
 
 
@@ -203,7 +207,8 @@ def build_pooled_folder(base_dir: str, head_dir: pathlib.Path, out_dir: pathlib.
     gamma = norm_weight(base_dir)
     hooks, decision = pooled_weights(tensors["decision"].numpy(), head_layers(config), final_layer(base_dir), gamma)
     categories = tensors["categories"].numpy() if "categories" in tensors else np.zeros((0, len(gamma)), np.float32)
-    served = PooledHead(head_version(head_dir), hooks, tuple(config["category_codes"]), decision, categories)
+    codes = tuple(config["category_codes"])
+    served = PooledHead(head_version(head_dir), hooks, codes, decision, categories, TextPrior.read(head_dir))
     served.write(out_dir)
     return served
 
@@ -240,5 +245,7 @@ def build_guard_folder(base_dir: str, head_dir: pathlib.Path, out_dir: pathlib.P
     """The served model folder for a saved head on `base_dir`: folded or pooled (`is_foldable`)."""
     config, _ = read_head(head_dir)
     if is_foldable(config, final_layer(base_dir)):
+        if TextPrior.read(head_dir) is not None:
+            raise ValueError(f"{head_dir}: a text prior is served with a pooled head, not a folded one")
         return build_folded_model(base_dir, head_dir, out_dir)
     return build_pooled_folder(base_dir, head_dir, out_dir)

@@ -8,7 +8,8 @@ the folder). `rsafe_head.json` in the folder says which of two kinds it is:
 - **pooled** (`PooledHead`): a head on several layers, which two output rows cannot read. It is served beside the
   generating engine, on the same model folder, by vLLM's pooling runner with the feature hooks the head was
   trained on (`transforms.engines.feature_reader`); its weights (`rsafe_head/weights.safetensors`) are laid out
-  over that runner's pooled vector `[normed final state, x_k / rms(x_L) for k in layers]`.
+  over that runner's pooled vector `[normed final state, x_k / rms(x_L) for k in layers]`. It may carry a text
+  prior (`rsafe_head/text_prior.*`, `transforms.engines.text_prior`) that the score pass stacks on its decision.
 Both answer the same read-outs (`safe`, `unsafe`, `category:<code>`), so the cascade does not know which it has.
 """
 
@@ -21,9 +22,12 @@ import pathlib
 from collections.abc import Sequence
 from typing import Any
 
+from transforms.engines.text_prior import TextPrior
+
 SERVED_HEAD_FILE = "rsafe_head.json"
 # in a folder of its own: vLLM loads every *.safetensors at the model folder's top level as model weights
-POOLED_WEIGHTS_FILE = "rsafe_head/weights.safetensors"
+POOLED_DIR = "rsafe_head"
+POOLED_WEIGHTS_FILE = f"{POOLED_DIR}/weights.safetensors"
 FOLDED, POOLED = "folded", "pooled"
 CATEGORY_READOUT = "category:"  # `category:<code>`: a category head's read-out, asked for beside `safe`/`unsafe`
 
@@ -104,6 +108,7 @@ class PooledHead:
     category_codes: tuple[str, ...]
     decision: Any = dataclasses.field(compare=False, repr=False)  # numpy [(1 + len(layers)) * hidden]
     categories: Any = dataclasses.field(compare=False, repr=False)  # numpy [len(category_codes), hidden]
+    text_prior: TextPrior | None = dataclasses.field(default=None, compare=False, repr=False)
 
     kind = POOLED
     never_generated = ()  # nothing of it is in the generating model
@@ -119,7 +124,9 @@ class PooledHead:
         categories = tensors.get("categories", np.zeros((0, hidden), dtype=np.float32))
         if len(categories) != len(codes) or len(tensors["decision"]) != hidden * (1 + len(data["layers"])):
             raise ValueError("the weights do not match the layers and category codes")
-        return cls(str(data["version"]), tuple(int(k) for k in data["layers"]), codes, tensors["decision"], categories)
+        prior = TextPrior.read(model_dir / POOLED_DIR)
+        layers = tuple(int(k) for k in data["layers"])
+        return cls(str(data["version"]), layers, codes, tensors["decision"], categories, prior)
 
     def write(self, model_dir: pathlib.Path) -> None:
         import numpy as np
@@ -130,6 +137,8 @@ class PooledHead:
             tensors["categories"] = np.ascontiguousarray(self.categories, dtype=np.float32)
         (model_dir / POOLED_WEIGHTS_FILE).parent.mkdir(parents=True, exist_ok=True)
         save_file(tensors, str(model_dir / POOLED_WEIGHTS_FILE))
+        if self.text_prior is not None:
+            self.text_prior.write(model_dir / POOLED_DIR)
         document = {"kind": POOLED, "version": self.version, "layers": list(self.layers),
                     "category_codes": list(self.category_codes)}  # fmt: skip
         (model_dir / SERVED_HEAD_FILE).write_text(json.dumps(document, indent=2) + "\n")

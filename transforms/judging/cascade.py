@@ -14,6 +14,8 @@ and the teacher-forced scoring, no free generation), then reasons only where it 
   units the head flags (P(unsafe) >= the threshold) are also reasoned in `auto` mode, for the trace an auditor
   reads; the trace does not overturn the head (its own box's P(unsafe) is kept as `trace_p_unsafe`, and a
   disagreement is flagged: EVALUATION.md measures the choice).
+A head may carry a text prior (`transforms.engines.text_prior`): its P(unsafe) is then the stack of the head's
+log-odds and the prior's reading of the conversation block, in every mode the head decides.
 `score` is that first pass alone: every unit decided by its reasoning-free score (`verdict_source=head` with a
 decision head, `score` without), no reasoning, for nights that need throughput more than traces.
 
@@ -26,6 +28,7 @@ or the head, or traced to a safe box) is asked for its codes after the empty tho
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 
 from transforms.engines.chat_format import BOX_OPEN, EMPTY_THOUGHT, THINK_OPEN
@@ -41,6 +44,7 @@ from transforms.judging.decisions import (
 )
 from transforms.judging.phase_tokens import CATEGORY_TOKENS, categories_suffix
 from transforms.judging.verdict_parsing import VERDICTS, parse_categories
+from transforms.prompts.render import conversation_block
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,10 +94,20 @@ def score_without_reasoning(engine: VerdictEngine, requests: Sequence[JudgeReque
     probes = open_prompts(engine, prompts, THINK_OPEN)
     choices = [*VERDICTS, *(category_readout(code) for code in codes)]
     scores = engine.continuation_logprobs([Continuation(c, 0, EMPTY_THOUGHT) for c in probes], choices)
+    prior = getattr(head, "text_prior", None)
+    if prior is None:
+        p_unsafe = [p_unsafe_from_logprobs(s) for s in scores]
+    else:  # the head's log-odds, stacked with the text prior's reading of the conversation block
+        texts = [conversation_block(r.prompt) for r in requests]
+        p_unsafe = [_sigmoid(z) for z in prior.stacked_log_odds([s["unsafe"] - s["safe"] for s in scores], texts)]
     return [
-        BoxScore(probe, p_unsafe_from_logprobs(s), category_scores_from_logprobs(s, r.allowed_codes, codes))
-        for probe, s, r in zip(probes, scores, requests, strict=True)
+        BoxScore(probe, p, category_scores_from_logprobs(s, r.allowed_codes, codes))
+        for probe, p, s, r in zip(probes, p_unsafe, scores, requests, strict=True)
     ]
+
+
+def _sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
 
 
 def category_scores_from_logprobs(

@@ -65,6 +65,7 @@ _ANGLE_MARKER = re.compile(r"<(\s*/?\s*(?:s|start_of_turn|end_of_turn|bos|eos|pa
 _BRACKET_MARKER = re.compile(r"\[(\s*/?\s*(?:INST|SYS|AVAILABLE_TOOLS|TOOL_CALLS|TOOL_RESULTS)\s*)\]", re.IGNORECASE)
 _SYS_MARKER = re.compile(r"<<(\s*/?\s*SYS\s*)>>", re.IGNORECASE)
 _FULLWIDTH_MARKER = re.compile(r"<｜([^<>\n]*?)｜>")
+_BEGIN_CONVERSATION, _END_CONVERSATION = "\n<BEGIN CONVERSATION>\n", "\n<END CONVERSATION>\n"
 _OMITTED = "[… {n} characters omitted …]"
 _CONTEXT_ROLES = ("tool", "tool_call", "other")  # shortened before the user's and agent's turns
 
@@ -138,13 +139,23 @@ def render_from_lines(policy: ResolvedPolicy, conversation_lines: Sequence[str],
     parts = [_PROMPT_ROLE] if level == "prompt" else []
     parts.append(_TASK.format(speaker="User" if level == "prompt" else "Agent"))
     parts += ["", "<BEGIN UNSAFE CONTENT CATEGORIES>", *_category_lines(policy)]
-    parts += ["<END UNSAFE CONTENT CATEGORIES>", "", "<BEGIN CONVERSATION>", ""]
+    parts += ["<END UNSAFE CONTENT CATEGORIES>", "", _BEGIN_CONVERSATION.strip("\n"), ""]
     parts += [line + "\n" for line in conversation_lines]
-    parts += ["<END CONVERSATION>", "", _ASK[level], _THINK, _ANSWER.format()]
+    parts += [_END_CONVERSATION.strip("\n"), "", _ASK[level], _THINK, _ANSWER.format()]
     if template == "rsafe-categories":
         codes = [c.code for c in policy.categories][:2]
         parts.append(_CATEGORIES_ASK.format(example=", ".join(codes)))
     return "\n".join(parts)
+
+
+def conversation_block(user_message: str) -> str:
+    """The conversation block of a rendered RSafe user message: its `User:`/`Agent:`/context lines, as the guard
+    reads them (content can spell no delimiter line: `neutralize_content`). What a text model beside the head reads."""
+    end = user_message.rfind(_END_CONVERSATION)  # the last pair: a tenant's category text comes before them
+    start = user_message.rfind(_BEGIN_CONVERSATION, 0, max(end, 0))
+    if start < 0 or end < start:
+        raise ValueError("not a rendered RSafe user message: no conversation block")
+    return user_message[start + len(_BEGIN_CONVERSATION) : end].strip("\n")
 
 
 def render_prompt(policy: ResolvedPolicy, messages: Sequence[Message], level: str, template: str = "rsafe") -> str:
