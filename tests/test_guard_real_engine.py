@@ -90,7 +90,7 @@ def test_real_engine_the_decision_head_separates_clear_harm_from_clear_benign_re
 def test_real_engine_serves_exactly_the_committed_head(real_engine):
     """vLLM's P(unsafe) at the score position is the committed head's score there, computed independently with
     transformers: for a pooled head from the hidden states and the head's own weights (not the served layout), for
-    a folded head from the folded model's logit difference."""
+    a folded head from the folded model's logit difference; with the committed text prior stacked on it."""
     import math
 
     import torch
@@ -100,7 +100,9 @@ def test_real_engine_serves_exactly_the_committed_head(real_engine):
     from transforms.engines.chat_format import score_position_ids
     from transforms.engines.decision_head import head_layers, read_head
     from transforms.engines.embedded_model import GUARD_HEAD_DIR
+    from transforms.engines.text_prior import TextPrior
     from transforms.judging.cascade import score_without_reasoning
+    from transforms.prompts.render import conversation_block
 
     engine = real_engine.engine
     head = engine.decision_head
@@ -109,6 +111,8 @@ def test_real_engine_serves_exactly_the_committed_head(real_engine):
     scored = score_without_reasoning(engine, [JudgeRequest(p, allowed_codes=codes) for p in prompts])
     assert codes and all(len(box.category_scores) == len(codes) for box in scored)
     config, tensors = read_head(GUARD_HEAD_DIR)
+    prior = TextPrior.read(GUARD_HEAD_DIR)
+    assert (prior is None) == (getattr(head, "text_prior", None) is None)
     model = AutoModelForCausalLM.from_pretrained(resolve_model(None), dtype=torch.float32).eval()
     categories = dict(zip(config["category_codes"], tensors.get("categories", []), strict=True))
     for prompt, box in zip(prompts, scored, strict=True):
@@ -120,6 +124,8 @@ def test_real_engine_serves_exactly_the_committed_head(real_engine):
         else:
             score = float(logits[head.decision_token] - logits[head.safe_token])
             slots = {code: float(logits[head.slots[code]] - logits[head.safe_token]) for code in codes}
+        if prior is not None:  # the committed text prior, stacked on the head's score
+            (score,) = prior.stacked_log_odds([score], [conversation_block(prompt)])
         assert box.p_unsafe == pytest.approx(1 / (1 + math.exp(-score)), abs=1e-3)
         for code, p_code in box.category_scores:
             assert p_code == pytest.approx(1 / (1 + math.exp(-slots[code])), abs=1e-3), code
