@@ -23,18 +23,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training.head_data import read_records
-from training.head_fit import by_group, head_features, scores_report, source_name
-from transforms.engines.decision_head import HEAD_CONFIG, final_layer, head_layers, norm_weight, read_head
+from training.head_fit import by_group, head_log_odds, scores_report, source_name
+from transforms.engines.decision_head import HEAD_CONFIG, final_layer, norm_weight
 
 
 def head_scores(head_dir: Path, features: np.ndarray, layers: list[int], gamma: np.ndarray, last: int) -> np.ndarray:
     """The head's log-odds for every row of the run, read at the head's own read-out layers."""
-    config, tensors = read_head(head_dir)
     try:
-        X = head_features(features, layers, gamma, head_layers(config), last)
+        return head_log_odds(head_dir, features, layers, gamma, last)
     except ValueError as exc:
         raise SystemExit(f"{head_dir}: {exc}") from None
-    return X @ tensors["decision"].numpy()
 
 
 def compare(run: Path, heads: dict[str, Path]) -> dict:

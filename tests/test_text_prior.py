@@ -65,8 +65,10 @@ def test_served_log_odds_equal_scikit_learns_and_survive_a_round_trip(ngram_max,
 
 
 def test_settings_the_server_does_not_reproduce_and_broken_files_are_refused(tmp_path):
-    for settings in ({"lowercase": False}, {"norm": "l1"}, {"token_pattern": r"\S+"}):
-        with pytest.raises(ValueError, match="a text prior serves"):
+    refused = ({"lowercase": False}, {"norm": "l1"}, {"token_pattern": r"\S+"}, {"analyzer": "char_wb"},
+               {"stop_words": ["the"]}, {"binary": True}, {"strip_accents": "unicode"})  # fmt: skip
+    for settings in refused:
+        with pytest.raises(ValueError, match="a text prior serves word"):
             TextPrior.from_fitted(*_fitted(**settings))
     assert TextPrior.read(tmp_path) is None  # no prior: the head alone
     TextPrior.from_fitted(*_fitted()).write(tmp_path)

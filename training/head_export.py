@@ -21,17 +21,15 @@ import numpy as np
 
 from training.export import _git_commit
 from training.head_data import read_records
-from training.head_fit import head_features, scores_report, sigmoid
+from training.head_fit import head_log_odds, scores_report, sigmoid
 from transforms.engines.chat_format import score_position_ids
 from transforms.engines.decision_head import (
     HEAD_CONFIG,
     HEAD_WEIGHTS,
     build_guard_folder,
     final_layer,
-    head_layers,
     head_version,
     norm_weight,
-    read_head,
 )
 from transforms.engines.embedded_model import GUARD_HEAD_DIR, resolve_model
 from transforms.engines.served_head import POOLED
@@ -74,9 +72,7 @@ def serving_check(run_dir: Path, base_dir: str, rows: int, seed: int = 0) -> dic
     records = read_records(run_dir)
     features = np.load(run_dir / "features" / "features.npy")
     layers = json.loads((run_dir / "features" / "extraction.json").read_text())["layers"]
-    config, tensors = read_head(run_dir / "head")
-    X = head_features(features, layers, norm_weight(base_dir), head_layers(config), final_layer(base_dir))
-    w = tensors["decision"].numpy()
+    z = head_log_odds(run_dir / "head", features, layers, norm_weight(base_dir), final_layer(base_dir))
     validation = [i for i, r in enumerate(records) if r["split"] == "validation"]
     picked = sorted(random.Random(seed).sample(validation, min(rows, len(validation))))
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
@@ -85,7 +81,7 @@ def serving_check(run_dir: Path, base_dir: str, rows: int, seed: int = 0) -> dic
     with tempfile.TemporaryDirectory() as folder:
         served_head = build_guard_folder(base_dir, run_dir / "head", Path(folder))
         served = (pooled_scores if served_head.kind == POOLED else served_scores)(folder, sequences)
-    fitted = X[picked] @ w
+    fitted = z[picked]
     y = np.array([records[i]["label"] == "unsafe" for i in picked], dtype=int)
     return {
         "served_as": served_head.kind,

@@ -137,6 +137,16 @@ def head_features(
     return np.concatenate(blocks, axis=1)
 
 
+def head_log_odds(
+    head_dir: Path, features: np.ndarray, layers: Sequence[int], gamma: np.ndarray, final_layer: int
+) -> np.ndarray:
+    """A saved head's decision log-odds for every row of extracted features, read at its own read-out layers."""
+    from transforms.engines.decision_head import head_layers, read_head
+
+    config, tensors = read_head(head_dir)
+    return head_features(features, layers, gamma, head_layers(config), final_layer) @ tensors["decision"].numpy()
+
+
 def adaptation(records: Sequence[dict], z: np.ndarray) -> dict:
     """Policy following on validation: P(unsafe) of unsafe-category texts under policies with and without it."""
     covered = [sigmoid(z[i]) for i, r in enumerate(records) if r["gold_label"] == "unsafe" and r["label"] == "unsafe"]

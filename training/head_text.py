@@ -21,10 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from training.head_fit import adaptation, by_group, fit_tfidf, head_features, scores_report
+from training.head_fit import adaptation, by_group, fit_tfidf, head_log_odds, scores_report
 from transforms.engines.decision_head import (
     final_layer,
-    head_layers,
     head_version,
     is_foldable,
     norm_weight,
@@ -68,16 +67,13 @@ def text_step(records: Sequence[dict], out: Path, model_dir: str) -> dict:
     head_dir = out / "head"
     for name in TEXT_PRIOR_FILES:  # a rerun fits afresh, on the head alone
         (head_dir / name).unlink(missing_ok=True)
-    config, tensors = read_head(head_dir)
+    config, _ = read_head(head_dir)
     layers = json.loads((out / "features" / "extraction.json").read_text())["layers"]
     features = np.load(out / "features" / "features.npy", mmap_mode="r")
     y = np.array([r["label"] == "unsafe" for r in records], dtype=int)
     train = np.array([r["split"] == "train" for r in records])
     val = ~train
-    X = head_features(
-        np.asarray(features[val]), layers, norm_weight(model_dir), head_layers(config), final_layer(model_dir)
-    )
-    z_head = X @ tensors["decision"].numpy()
+    z_head = head_log_odds(head_dir, np.asarray(features[val]), layers, norm_weight(model_dir), final_layer(model_dir))
     texts = [conversation_block(r["user_message"]) for r in records]
     validation = [r for r, v in zip(records, val, strict=True) if v]
     val_texts = [t for t, v in zip(texts, val, strict=True) if v]

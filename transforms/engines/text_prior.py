@@ -48,9 +48,17 @@ class TextPrior:
         """From scikit-learn's fitted `TfidfVectorizer`, `LogisticRegression` (text) and the stack's regression."""
         import numpy as np
 
-        settings = (vectorizer.lowercase, vectorizer.token_pattern, vectorizer.sublinear_tf, vectorizer.norm)
-        if settings != (True, _TOKEN.pattern, True, "l2") or vectorizer.ngram_range[0] != 1:
-            raise ValueError(f"a text prior serves lowercase, default-token, sublinear, l2 TF-IDF; got {settings}")
+        # everything else the vectoriser can do (characters, stop words, binary counts, accents, custom callables)
+        # changes its terms or counts, and the served arithmetic would silently differ
+        settings = (vectorizer.analyzer, vectorizer.lowercase, vectorizer.token_pattern, vectorizer.sublinear_tf,
+                    vectorizer.norm, vectorizer.binary, vectorizer.stop_words, vectorizer.strip_accents,
+                    vectorizer.preprocessor, vectorizer.tokenizer)  # fmt: skip
+        if settings != ("word", True, _TOKEN.pattern, True, "l2", False, None, None, None, None) or (
+            vectorizer.ngram_range[0] != 1
+        ):
+            raise ValueError(
+                f"a text prior serves word, lowercase, default-token, sublinear, l2 TF-IDF; got {settings}"
+            )
         return cls(
             {str(term): int(column) for term, column in vectorizer.vocabulary_.items()},
             np.asarray(vectorizer.idf_, dtype=np.float64),

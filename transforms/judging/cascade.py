@@ -28,12 +28,12 @@ or the head, or traced to a safe box) is asked for its codes after the empty tho
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Sequence
 
 from transforms.engines.chat_format import BOX_OPEN, EMPTY_THOUGHT, THINK_OPEN
 from transforms.engines.protocol import Completion, Continuation, VerdictEngine, open_prompts
 from transforms.engines.served_head import category_readout
+from transforms.judging.calibration import sigmoid
 from transforms.judging.decisions import (
     REASONED_MODES,
     Judgement,
@@ -99,15 +99,11 @@ def score_without_reasoning(engine: VerdictEngine, requests: Sequence[JudgeReque
         p_unsafe = [p_unsafe_from_logprobs(s) for s in scores]
     else:  # the head's log-odds, stacked with the text prior's reading of the conversation block
         texts = [conversation_block(r.prompt) for r in requests]
-        p_unsafe = [_sigmoid(z) for z in prior.stacked_log_odds([s["unsafe"] - s["safe"] for s in scores], texts)]
+        p_unsafe = [sigmoid(z) for z in prior.stacked_log_odds([s["unsafe"] - s["safe"] for s in scores], texts)]
     return [
         BoxScore(probe, p, category_scores_from_logprobs(s, r.allowed_codes, codes))
         for probe, p, s, r in zip(probes, p_unsafe, scores, requests, strict=True)
     ]
-
-
-def _sigmoid(z: float) -> float:
-    return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
 
 
 def category_scores_from_logprobs(
