@@ -231,7 +231,7 @@ def test_set_metrics_counts_unparsed_as_wrong_and_can_drop_them() -> None:
     assert m["auroc"] == 1.0 and m["auroc_n"] == 2 and m["mean_completion_tokens"] == 10
 
 
-def test_set_metrics_scores_the_jobs_verdict_apart_from_the_written_answer() -> None:
+def test_set_metrics_scores_the_jobs_verdict_apart_from_the_written_answer(tmp_path: Path) -> None:
     rows = [
         {**_row("unsafe", "unsafe", 0.4), "verdict": "safe"},  # wrote unsafe, P(unsafe) under the threshold
         {**_row("unsafe", "unsafe", 0.9), "verdict": "unsafe"},
@@ -247,6 +247,14 @@ def test_set_metrics_scores_the_jobs_verdict_apart_from_the_written_answer() -> 
     table = evaluate.render_markdown({"run": run, "macro_f1": m["f1"], "sets": {"s": m | info}, "notes": []})
     header, _, row = table.split("\n")[7:10]
     assert header.split(" | ")[8] == "F1 (verdict)" and row.split(" | ")[8] == "0.500"
+    # The chart draws both F1s side by side, and an undefined one as n/a rather than a zero.
+    all_safe = evaluate.set_metrics([_row("safe", "safe", 0.1)])
+    series = evaluate.f1_bars({"s": m, "all_safe": all_safe})
+    assert series["F1 (answer; unparsed = wrong)"] == [m["f1"], None]
+    assert series["F1 (verdict)"] == [pytest.approx(0.5), None]
+    assert series["parse-error rate"] == [0.25, 0.0]
+    evaluate.plot_f1({"s": m, "all_safe": all_safe}, tmp_path / "f1.png")
+    assert (tmp_path / "f1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_set_metrics_all_safe_and_all_unsafe() -> None:

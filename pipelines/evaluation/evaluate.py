@@ -309,24 +309,36 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+F1_BARS = (
+    ("f1", "F1 (answer; unparsed = wrong)"),
+    ("f1_verdict", "F1 (verdict)"),
+    ("parse_error_rate", "parse-error rate"),
+)
+
+
+def f1_bars(per_set: dict[str, dict]) -> dict[str, list[float | None]]:
+    """The chart's series: per label, one value per set in order (None: undefined, drawn as n/a)."""
+    return {label: [per_set[name].get(key) for name in per_set] for key, label in F1_BARS}
+
+
 def plot_f1(per_set: dict[str, dict], path: Path) -> None:
-    """Bar chart: F1 (unparsed = wrong) per set, with its parse-error rate beside it."""
+    """Bar chart per set: the answers' F1, the job's verdicts' F1 and the parse-error rate (`f1_bars`)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = list(per_set)
-    xs = range(len(names))
-    f1s = [per_set[n]["f1"] or 0.0 for n in names]
-    errors = [per_set[n]["parse_error_rate"] or 0.0 for n in names]
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(names) + 2), 4.5))
-    ax.bar([x - 0.2 for x in xs], f1s, width=0.4, label="F1 (unparsed = wrong)")
-    ax.bar([x + 0.2 for x in xs], errors, width=0.4, label="parse-error rate")
-    for x, name in zip(xs, names, strict=True):
-        if per_set[name]["f1"] is None:
-            ax.text(x - 0.2, 0.02, "n/a", ha="center", fontsize=8)
-    ax.set_xticks(list(xs), names, rotation=35, ha="right")
+    series = f1_bars(per_set)
+    width = 0.8 / len(series)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(names) + 2), 4.5))
+    for slot, (label, values) in enumerate(series.items()):
+        xs = [x + (slot - (len(series) - 1) / 2) * width for x in range(len(names))]
+        ax.bar(xs, [v or 0.0 for v in values], width=width, label=label)
+        for x, value in zip(xs, values, strict=True):
+            if value is None:
+                ax.text(x, 0.02, "n/a", ha="center", fontsize=7, rotation=90)
+    ax.set_xticks(list(range(len(names))), names, rotation=35, ha="right")
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("unsafe = positive")
     ax.legend(loc="upper right", fontsize=8)
