@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines.evaluation import benchmark_sets, evaluate, scores
+from pipelines.evaluation import benchmark_sets, evaluate, report, scores
 from pipelines.evaluation.benchmark_sets import SETS, Item, load_set, resolve_sets, sample_indices, to_rows
 
 BENCH = benchmark_sets.DEFAULT_BENCHMARKS_DIR
@@ -244,16 +244,16 @@ def test_set_metrics_scores_the_jobs_verdict_apart_from_the_written_answer(tmp_p
     run = {"model": "m", "run_id": "r", "template_version": "t", "job_argv": [], "limit": 4, "seed": 0, "units": 4,
            "dead_letters": {}, "wall_s": 1.0}  # fmt: skip
     info = {"level": "prompt", "source": "src", "labels": "gold", "units": 4, "wall_share_s": 1.0}
-    table = evaluate.render_markdown({"run": run, "macro_f1": m["f1"], "sets": {"s": m | info}, "notes": []})
+    table = report.render_markdown({"run": run, "macro_f1": m["f1"], "sets": {"s": m | info}, "notes": []})
     header, _, row = table.split("\n")[7:10]
     assert header.split(" | ")[8] == "F1 (verdict)" and row.split(" | ")[8] == "0.500"
     # The chart draws both F1s side by side, and an undefined one as n/a rather than a zero.
     all_safe = evaluate.set_metrics([_row("safe", "safe", 0.1)])
-    series = evaluate.f1_bars({"s": m, "all_safe": all_safe})
+    series = report.f1_bars({"s": m, "all_safe": all_safe})
     assert series["F1 (answer; unparsed = wrong)"] == [m["f1"], None]
     assert series["F1 (verdict)"] == [pytest.approx(0.5), None]
     assert series["parse-error rate"] == [0.25, 0.0]
-    evaluate.plot_f1({"s": m, "all_safe": all_safe}, tmp_path / "f1.png")
+    report.plot_f1({"s": m, "all_safe": all_safe}, tmp_path / "f1.png")
     assert (tmp_path / "f1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -280,8 +280,8 @@ def test_fake_engine_evaluation_end_to_end(tmp_path: Path) -> None:
     assert all(m["units"] == 3 for m in per_set.values())
     joined = pl.read_parquet(out / "joined.parquet")
     assert joined.height == 3 * len(SETS) and (joined["unit"] == joined["level"]).all()
-    report = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    assert report["sets"]["aegis"]["n"] == 3 and report["run"]["model"] == "fake-engine"
+    results = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert results["sets"]["aegis"]["n"] == 3 and results["run"]["model"] == "fake-engine"
     assert "| simplesafetytests | prompt | 3 | 3/0 |" in (out / "results.md").read_text(encoding="utf-8")
     assert list((out / "run" / "verdicts").glob("tenant=eval-response/date=2025-01-01/*.parquet"))
     # A second call rebuilds the inputs and the run: nothing stale is counted.
