@@ -22,6 +22,7 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.common import named_folders
 from pipelines.evaluation import scores
 
 KEY = ("conversation_id", "unit")
@@ -62,17 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", nargs=2, metavar="NAME=FOLDER")
     parser.add_argument("--out", help="write the figures as JSON here")
     args = parser.parse_args(argv)
-    runs = {}
-    for spec in args.runs:
-        name, sep, folder = spec.partition("=")
-        if not sep or not name or not folder:
-            parser.error(f"expected NAME=FOLDER, got {spec!r}")
-        if name in runs:
-            parser.error(f"two runs named {name!r}")
-        joined = Path(folder) / "joined.parquet"
-        if not joined.is_file():
-            parser.error(f"{joined} not found: FOLDER must be a `pipelines.evaluate` output")
-        runs[name] = pl.read_parquet(joined)
+    folders = named_folders(parser, args.runs, "a run", "joined.parquet", "a `pipelines.evaluate` output")
+    runs = {name: pl.read_parquet(folder / "joined.parquet") for name, folder in folders.items()}
     (first, second) = runs.values()
     figures = {name: verdict_figures(joined) for name, joined in runs.items()}
     figures["agreement"] = agreement(first, second)

@@ -6,6 +6,7 @@ the repository root on `sys.path` themselves).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime as dt
 import json
@@ -259,3 +260,29 @@ def parse_result(stdout: str) -> dict:
         if line.startswith(RESULT_MARK):
             return json.loads(line[len(RESULT_MARK) :])
     raise ValueError("the child process printed no result line")
+
+
+def named_folders(
+    parser: argparse.ArgumentParser,
+    specs: Sequence[str],
+    option: str,
+    holds: str | None = None,
+    what: str = "",
+    at_least: int = 1,
+) -> dict[str, Path]:
+    """`NAME=FOLDER` arguments as {name: folder}, in their order. A malformed one, a name given twice, fewer than
+    `at_least`, or a folder without the file `holds` (it is then not `what`) is answered by `parser.error` naming
+    it (exit 2), never a traceback."""
+    folders: dict[str, Path] = {}
+    for spec in specs:
+        name, sep, folder = spec.partition("=")
+        if not sep or not name or not folder:
+            parser.error(f"{option} takes NAME=FOLDER, got {spec!r}")
+        if name in folders:
+            parser.error(f"{option}: two folders named {name!r}")
+        if holds and not (Path(folder) / holds).is_file():
+            parser.error(f"{option} {spec} is not {what}: it has no {holds}")
+        folders[name] = Path(folder)
+    if len(folders) < at_least:
+        parser.error(f"{option} takes NAME=FOLDER, at least {at_least} times")
+    return folders

@@ -25,6 +25,7 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.common import named_folders
 from pipelines.evaluation import scores
 
 KEYS = ("n", "unsafe", "auroc", "f1", "ece", "precision", "recall", "accuracy")
@@ -134,12 +135,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tfidf", help="a head run folder: add the TF-IDF baseline fitted on its training records")
     parser.add_argument("--out", default="docs/evaluation", help="where the per-run JSON files go")
     args = parser.parse_args(argv)
+    runs = named_folders(parser, args.run, "--run", "results.json", "a `pipelines.evaluate` output")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    runs = dict(item.split("=", 1) for item in args.run)
-    summaries = {name: run_summary(Path(folder)) for name, folder in runs.items()}
+    summaries = {name: run_summary(folder) for name, folder in runs.items()}
     if args.tfidf:
-        summaries["tfidf"] = tfidf_summary(Path(args.tfidf), Path(next(iter(runs.values()))))
+        summaries["tfidf"] = tfidf_summary(Path(args.tfidf), next(iter(runs.values())))
     for name, summary in summaries.items():
         (out / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(render(summaries))

@@ -22,6 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.common import named_folders
 from training.head_data import read_records
 from training.head_fit import C_GRID, CONCAT, FINAL, candidate_features, fit_scaled, scores_report
 from transforms.engines.decision_head import norm_weight
@@ -83,9 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", action="append", required=True, help="NAME=FOLDER of a head run; two or more")
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = parser.parse_args(argv)
-    runs = {name: Path(folder) for name, folder in (spec.split("=", 1) for spec in args.run if "=" in spec)}
-    if len(runs) < 2 or len(runs) != len(args.run):
-        parser.error("--run takes NAME=FOLDER, at least twice")
+    runs = named_folders(parser, args.run, "--run", at_least=2)
     figures = compare(runs)
     print(f"{figures['rows']} rows in common: {figures['train']} fitted, {figures['validation']} held out "
           f"({figures['held_out']})")  # fmt: skip

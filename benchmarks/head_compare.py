@@ -22,6 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.common import named_folders
 from training.head_data import read_records
 from training.head_fit import by_group, head_log_odds, scores_report, source_name
 from transforms.engines.decision_head import HEAD_CONFIG, final_layer, norm_weight
@@ -66,16 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--head", action="append", required=True, help="NAME=FOLDER of a saved head; repeatable")
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = parser.parse_args(argv)
-    heads = dict(spec.split("=", 1) for spec in args.head if "=" in spec)
-    if len(heads) != len(args.head):
-        parser.error("--head takes NAME=FOLDER")
     needed = (args.run / "records.jsonl", args.run / "training.json", args.run / "features" / "features.npy")
     if missing := [path for path in needed if not path.is_file()]:
         parser.error(f"--run {args.run} is not a head run with extracted features: {missing[0]} is missing")
-    for name, folder in heads.items():
-        if not (Path(folder) / HEAD_CONFIG).is_file():
-            parser.error(f"--head {name}={folder} is not a saved head: it has no {HEAD_CONFIG}")
-    result = compare(args.run, {name: Path(folder) for name, folder in heads.items()})
+    heads = named_folders(parser, args.head, "--head", HEAD_CONFIG, "a saved head")
+    result = compare(args.run, heads)
     for name, figures in result["heads"].items():
         v = figures["validation"]
         print(f"{name}: AUROC {v['auroc']:.3f}  F1 {v['f1']:.3f}  log loss {v['log_loss']:.3f}  ECE {v['ece']:.3f}"
