@@ -60,7 +60,7 @@ F1_BARS = (
 
 def f1_bars(per_set: dict[str, dict]) -> dict[str, list[float | None]]:
     """The chart's series: per label, one value per set in order (None: undefined, drawn as n/a)."""
-    return {label: [per_set[name].get(key) for name in per_set] for key, label in F1_BARS}
+    return {label: [per_set[name][key] for name in per_set] for key, label in F1_BARS}
 
 
 def plot_f1(per_set: dict[str, dict], path: Path) -> None:
@@ -83,7 +83,7 @@ def plot_f1(per_set: dict[str, dict], path: Path) -> None:
     ax.set_xticks(list(range(len(names))), names, rotation=35, ha="right")
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("unsafe = positive")
-    ax.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="best", fontsize=8)  # where it hides the fewest bars
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
